@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest reactors bench bench-smoke docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,docs]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The whole suite under the default reactor, then the reactor-sensitive tests under every
+# other reactor txgreen supports.
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+reactors: $(STAMP)
+	for r in poll select asyncio; do \
+		$(BIN)/python -m pytest -q --txgreen-reactor=$$r -m "not single_reactor" || exit 1; \
+	done
+
+bench-smoke: $(STAMP)
+	$(BIN)/python benchmarks/bench_core.py --smoke
+
+test: lint typecheck pytest reactors bench-smoke
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_core.py
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) site build dist

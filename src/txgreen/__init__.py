@@ -1,0 +1,55 @@
+"""txgreen: write Twisted code in plain synchronous style with green threads.
+
+The reactor runs in a dedicated greenlet, the *hub*; every other greenlet is a *green thread*.
+``block_on(deferred)`` in a green thread switches to the hub and comes back with the result,
+so sync-looking code runs concurrently on Twisted's reactor.
+"""
+
+from __future__ import annotations
+
+from greenlet import GreenletExit
+
+from txgreen._block import as_deferred, block_on
+from txgreen._greenthread import (
+    GreenThread,
+    defer_to_green,
+    green,
+    sleep,
+    spawn,
+    spawn_later,
+)
+from txgreen._hub import get_hub
+from txgreen._run import ReactorAlreadyRunning, run
+from txgreen._timeout import Timeout
+from txgreen.errors import (
+    BlockingInHubError,
+    NotInReactorThreadError,
+    ReactorStopped,
+    TestDeadlineExceeded,
+    TxgreenError,
+    UnexpectedSwitchError,
+)
+
+__all__ = [
+    "BlockingInHubError",
+    "GreenThread",
+    "GreenletExit",
+    "NotInReactorThreadError",
+    "ReactorAlreadyRunning",
+    "ReactorStopped",
+    "TestDeadlineExceeded",
+    "Timeout",
+    "TxgreenError",
+    "UnexpectedSwitchError",
+    "as_deferred",
+    "block_on",
+    "defer_to_green",
+    "get_hub",
+    "green",
+    "run",
+    "sleep",
+    "spawn",
+    "spawn_later",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,193 @@
+"""``block_on``: wait for a Deferred, coroutine or asyncio Future as if it were a plain call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar, overload
+
+from greenlet import getcurrent
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from txgreen._greenthread import GreenThread
+from txgreen._hub import Hub, Waiter, get_hub
+from txgreen._timeout import Timeout
+from txgreen.errors import NotInReactorThreadError, ReactorStopped
+
+__all__ = ["as_deferred", "block_on"]
+
+T = TypeVar("T")
+
+
+def _mark_handled(d: Deferred[Any], failure: Failure) -> None:
+    # The caller got the failure raised at it, so it must not be logged again as an "Unhandled
+    # error in Deferred" when the Deferred is collected.  Twisted's own ``await`` does the same.
+    info = d._debugInfo
+    if info is not None and info.failResult is failure:
+        info.failResult = None
+
+
+def _mark_result_handled(d: Deferred[Any]) -> None:
+    if d.called and not d.paused:
+        result = d.result
+        if isinstance(result, Failure):
+            _mark_handled(d, result)
+
+
+def as_deferred(awaitable: Any) -> Deferred[Any]:
+    """Turn what ``block_on`` accepts into a Deferred (coroutines start running at once)."""
+    if isinstance(awaitable, Deferred):
+        return awaitable
+    if isinstance(awaitable, Coroutine):
+        return Deferred.fromCoroutine(awaitable)
+    if asyncio.isfuture(awaitable):
+        from twisted.internet import reactor
+
+        loop = getattr(reactor, "_asyncioEventloop", None)
+        if loop is None or awaitable.get_loop() is not loop:
+            raise TypeError(
+                "block_on() can wait on an asyncio Future only when Twisted's asyncio reactor is "
+                "installed and the Future belongs to its event loop: call "
+                "twisted.internet.asyncioreactor.install() before importing the reactor"
+            )
+        return Deferred.fromFuture(awaitable)
+    raise TypeError(
+        f"block_on() takes a Deferred, a coroutine or an asyncio Future, not "
+        f"{type(awaitable).__name__!r}; wrap other awaitables in an 'async def'"
+    )
+
+
+@overload
+def block_on(awaitable: Deferred[T], timeout: float | None = None) -> T: ...
+@overload
+def block_on(awaitable: Coroutine[Any, Any, T], timeout: float | None = None) -> T: ...
+@overload
+def block_on(awaitable: Awaitable[T], timeout: float | None = None) -> T: ...
+def block_on(awaitable: Any, timeout: float | None = None) -> Any:
+    """Wait for ``awaitable`` and return its result, or raise its failure's exception.
+
+    ``awaitable`` is a :class:`~twisted.internet.defer.Deferred`, a coroutine (run with
+    ``Deferred.fromCoroutine``) or, under the asyncio reactor, an asyncio Future.  Only the
+    calling green thread waits; the reactor and every other green thread keep running.
+
+    - An already-fired Deferred returns at once, without switching.
+    - The result passes through: callbacks added later still see it, and a failure raised here
+      counts as handled (it is not logged as "Unhandled error in Deferred").
+    - ``timeout`` (seconds): when it passes, the Deferred is cancelled and
+      :class:`txgreen.Timeout` (a ``TimeoutError``) is raised.  If the wait is interrupted any
+      other way (a kill, an enclosing ``with Timeout``) the Deferred is cancelled too.
+    - From the hub (reactor callbacks) it raises :class:`txgreen.BlockingInHubError`.
+    - From another OS thread (a ``deferToThread`` worker) it waits like
+      ``blockingCallFromThread``.
+    - Once the reactor has stopped it raises :class:`txgreen.ReactorStopped`.
+    """
+    cur = getcurrent()
+    if type(cur) is GreenThread:
+        hub: Hub = cur.hub
+    else:
+        hub = get_hub()
+        if not hub.check_can_block(cur, "block_on()"):
+            return _block_from_thread(hub, awaitable, timeout)
+    d = awaitable if type(awaitable) is Deferred else as_deferred(awaitable)
+    if d.called and not d.paused:
+        result = d.result
+        if not isinstance(result, Failure):
+            return result
+        _mark_handled(d, result)
+        result.raiseException()
+    return _wait(hub, cur, d, timeout)
+
+
+def _wait(hub: Hub, cur: Any, d: Deferred[Any], timeout: float | None) -> Any:
+    waiter = Waiter(cur)
+
+    def on_result(result: Any) -> Any:
+        if waiter.active:
+            if isinstance(result, Failure):
+                # Resume after the callback chain has finished, so the caller can mark the
+                # failure handled once Twisted has recorded it.
+                hub.resume_later(waiter, result)
+            else:
+                hub.resume(waiter, result)
+        return result
+
+    d.addBoth(on_result)
+    try:
+        result = hub.wait(waiter, timeout)
+    except BaseException:
+        # Timeout, kill, reactor shutdown: nobody waits for this Deferred any more.
+        d.cancel()
+        _mark_result_handled(d)
+        raise
+    if isinstance(result, Failure):
+        if d.called and not d.paused and d.result is result:
+            _mark_handled(d, result)
+        result.raiseException()
+    return result
+
+
+def _block_from_thread(hub: Hub, awaitable: Any, timeout: float | None) -> Any:
+    """``block_on`` in an OS thread other than the reactor's: wait on a threading.Event."""
+    reactor = hub.reactor
+    if not reactor.running:
+        raise NotInReactorThreadError(
+            "block_on() was called from an OS thread other than the reactor's while the reactor "
+            "is not running, so nothing could ever complete the wait. Start the reactor first "
+            "(txgreen.run() or reactor.run() in its own thread)."
+        )
+    done = threading.Event()
+    box: list[tuple[bool, Any]] = []
+
+    def finish(ok: bool, value: Any) -> None:
+        if not box:
+            box.append((ok, value))
+            done.set()
+
+    def release() -> None:
+        finish(False, ReactorStopped())
+
+    if not hub.add_thread_waiter(release):
+        raise ReactorStopped()
+
+    def start() -> None:
+        try:
+            d = as_deferred(awaitable)
+        except BaseException as e:
+            finish(False, e)
+            return
+        timer = None
+        if timeout is not None:
+
+            def expire() -> None:
+                finish(False, Timeout(timeout))
+                d.cancel()
+                _mark_result_handled(d)
+
+            timer = reactor.callLater(max(timeout, 0.0), expire)
+
+        def on_result(result: Any) -> Any:
+            if timer is not None and timer.active():
+                timer.cancel()
+            if isinstance(result, Failure):
+                if not box:
+                    hub.schedule(lambda f: _mark_handled(d, f), result)
+                finish(False, result)
+            else:
+                finish(True, result)
+            return result
+
+        d.addBoth(on_result)
+
+    try:
+        reactor.callFromThread(start)
+        done.wait()
+    finally:
+        hub.remove_thread_waiter(release)
+    ok, value = box[0]
+    if ok:
+        return value
+    if isinstance(value, Failure):
+        value.raiseException()
+    raise value

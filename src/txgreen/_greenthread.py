@@ -1,0 +1,393 @@
+"""Green threads: spawn, sleep, join, kill, links, and the bridge to Deferreds."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as _greenlet
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txgreen._hub import STOPPED, Hub, Waiter, get_hub
+from txgreen._timeout import Timeout
+from txgreen.errors import ReactorStopped
+
+if TYPE_CHECKING:
+    from twisted.internet.base import DelayedCall
+
+__all__ = [
+    "GreenThread",
+    "current_hub_and_greenlet",
+    "defer_to_green",
+    "green",
+    "sleep",
+    "spawn",
+    "spawn_later",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+log = Logger(namespace="txgreen")
+
+
+class _UnretrievedError:
+    """Logs a green thread's exception if nobody ever looks at it (like Deferred's DebugInfo)."""
+
+    __slots__ = ("exc", "name")
+
+    def __init__(self, name: str, exc: BaseException) -> None:
+        self.name = name
+        self.exc: BaseException | None = exc
+
+    def __del__(self) -> None:
+        exc = self.exc
+        if exc is not None:
+            self.exc = None
+            log.failure(
+                "Unhandled error in green thread {name} (nobody called get() or looked at "
+                "its exception):",
+                Failure(exc, type(exc), exc.__traceback__),
+                name=self.name,
+            )
+
+
+def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    # A separate frame so that an exception's traceback does not hold the GreenThread.
+    try:
+        return True, fn(*args, **kwargs)
+    except BaseException as e:
+        return False, e
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class GreenThread(_greenlet, Generic[T]):
+    """A green thread: a greenlet scheduled by the hub, with a result you can wait for.
+
+    Create one with :func:`spawn` or :func:`spawn_later`, never directly.  It starts on the
+    hub's next turn, runs until it blocks (then other green threads and the reactor run), and
+    ends when its function returns or raises.  Its context (``contextvars``) starts as a copy of
+    the spawner's.
+    """
+
+    hub: Hub
+    _started: bool
+    _done: bool
+
+    def __init__(
+        self,
+        hub: Hub,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        _greenlet.__init__(self, parent=hub.ensure_greenlet())
+        self.gr_context = contextvars.copy_context()
+        self.hub = hub
+        self._fn: Callable[..., T] | None = fn
+        self._args: tuple[Any, ...] | None = args
+        self._kwargs: dict[str, Any] | None = kwargs
+        self.name = _callable_name(fn)
+        self._started = False
+        self._done = False
+        self._value: Any = None
+        self._exception: BaseException | None = None
+        self._kill_exc: BaseException | None = None
+        self._links: list[Callable[[GreenThread[T]], object] | Waiter] | None = []
+        self._reporter: _UnretrievedError | None = None
+        self._start_call: DelayedCall | None = None
+
+    def __repr__(self) -> str:
+        if self._done:
+            state = "failed" if self._exception is not None else "done"
+        else:
+            state = "running" if self._started else "scheduled"
+        return f"<GreenThread {self.name} {state} at {id(self):#x}>"
+
+    # -- running -------------------------------------------------------------------------------
+
+    def _begin(self, _: object = None) -> None:
+        # Called in the hub when the thread is due to start.
+        self._start_call = None
+        if self._done:
+            return  # killed before it started
+        if self.hub.state == STOPPED:
+            self._finish_unstarted(ReactorStopped())
+            return
+        self.hub.switch_to(self, None)
+
+    def run(self, *_: object) -> None:  # greenlet entry point; ignores the switch argument
+        self._started = True
+        fn, args, kwargs = self._fn, self._args, self._kwargs
+        self._fn = self._args = self._kwargs = None
+        assert fn is not None and args is not None and kwargs is not None
+        ok, value = _invoke(fn, args, kwargs)
+        del fn, args, kwargs
+        if ok:
+            self._finish(value, None)
+        else:
+            self._finish(None, value)
+
+    def _finish(self, value: Any, exc: BaseException | None) -> None:
+        self._done = True
+        self.hub.threads.discard(self)
+        if exc is not None:
+            if isinstance(exc, GreenletExit):
+                # gevent's convention: a GreenletExit kill is a normal, successful end.
+                value, exc = exc, None
+            elif isinstance(exc, KeyboardInterrupt | SystemExit):
+                # Ctrl-C or sys.exit() in a green thread ends the program, as in a thread-less one.
+                if self.hub.exit_exception is None:
+                    self.hub.exit_exception = exc
+                self.hub.stop_reactor()
+            elif exc is not self._kill_exc and not isinstance(exc, ReactorStopped):
+                self._reporter = _UnretrievedError(repr(self), exc)
+        self._value = value
+        self._exception = exc
+        self.hub._dying = self
+
+    def _finish_unstarted(self, exc: BaseException) -> None:
+        if self._start_call is not None and self._start_call.active():
+            self._start_call.cancel()
+        self._start_call = None
+        self._started = True
+        self._fn = self._args = self._kwargs = None
+        self._finish(None, exc)
+        self.hub._dying = None
+        self._dispatch_links()
+
+    def _dispatch_links(self) -> None:
+        links, self._links = self._links, None
+        if not links:
+            return
+        hub = self.hub
+        in_hub = getcurrent() is hub.greenlet
+        for link in links:
+            if isinstance(link, Waiter):
+                hub.resume(link)
+            elif in_hub:
+                self._call_link(link)
+            else:
+                hub.schedule(self._call_link, link)
+
+    def _call_link(self, link: Callable[[GreenThread[T]], object]) -> None:
+        try:
+            link(self)
+        except Exception:
+            log.failure("txgreen: error in link callback {link!r} of {gt!r}", link=link, gt=self)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def dead(self) -> bool:  # type: ignore[override]
+        """True once the thread has finished (returned, raised or been killed)."""
+        return self._done
+
+    def ready(self) -> bool:
+        """True once the thread has finished; the same as :attr:`dead`."""
+        return self._done
+
+    def successful(self) -> bool:
+        """True if the thread finished without an exception (a ``GreenletExit`` kill counts)."""
+        return self._done and self._exception is None
+
+    @property
+    def value(self) -> T | None:
+        """The return value, or None while running or if it failed."""
+        return self._value if self._done and self._exception is None else None  # type: ignore[no-any-return]
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception the thread died of, or None.  Reading it counts as handling it."""
+        self._reporter = None
+        return self._exception
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def link(self, callback: Callable[[GreenThread[T]], object]) -> None:
+        """Call ``callback(thread)`` in the hub when the thread finishes (at once if it has)."""
+        if self._links is None:
+            self.hub.schedule(self._call_link, callback)
+        else:
+            self._links.append(callback)
+
+    def unlink(self, callback: Callable[[GreenThread[T]], object]) -> None:
+        """Remove a callback added with :meth:`link` (no error if it is not there)."""
+        if self._links is not None and callback in self._links:
+            self._links.remove(callback)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the thread finishes; True if it did, False if ``timeout`` passed first."""
+        if self._done:
+            return True
+        cur, hub = current_hub_and_greenlet("GreenThread.join()")
+        if cur is self:
+            raise RuntimeError("a green thread cannot join itself (it would wait forever)")
+        waiter = Waiter(cur)
+        links = self._links
+        assert links is not None
+        links.append(waiter)
+        mine = Timeout(timeout) if timeout is not None else None
+        try:
+            hub.wait(waiter, timeout, mine)
+        except Timeout as t:
+            if t is mine:  # our own deadline, not an enclosing ``with Timeout``
+                return False
+            raise
+        finally:
+            if self._links is not None and waiter in self._links:
+                self._links.remove(waiter)
+        return True
+
+    def get(self, timeout: float | None = None) -> T:
+        """Wait for the thread and return its result, or raise the exception it died of."""
+        if not self.join(timeout):
+            raise Timeout(timeout)
+        self._reporter = None
+        exc = self._exception
+        if exc is not None:
+            raise exc
+        return self._value  # type: ignore[no-any-return]
+
+    def kill(
+        self,
+        exception: type[BaseException] | BaseException = GreenletExit,
+        block: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Raise ``exception`` in the thread at the point where it waits, then wait for its end.
+
+        A thread that has not started yet ends at once without running.  A thread that is
+        running (not waiting) gets the exception at its next blocking call.  The Deferred it was
+        waiting on is cancelled.  With ``block=True`` (the default) the caller then waits up to
+        ``timeout`` seconds for the thread to finish; from the hub, ``kill`` never waits.
+        """
+        if self._done:
+            return
+        exc = exception() if isinstance(exception, type) else exception
+        self._kill_exc = exc
+        cur = getcurrent()
+        if cur is self:
+            raise exc
+        if not self._started:
+            self._finish_unstarted(exc)
+            return
+        hub = self.hub
+        hub.interrupt(self, exc)
+        if block and cur is not hub.greenlet and not self._done:
+            self.join(timeout)
+
+    def to_deferred(self) -> Deferred[T]:
+        """A Deferred that fires with the thread's result or failure.
+
+        Cancelling the Deferred kills the thread.  The Deferred takes over the thread's
+        exception, so an unhandled one is reported by Twisted's Deferred machinery instead.
+        """
+        d: Deferred[T] = Deferred(lambda _: self.kill(block=False))
+
+        def fire(gt: GreenThread[T]) -> None:
+            if d.called:
+                return
+            exc = gt._exception
+            gt._reporter = None
+            if exc is None:
+                d.callback(gt._value)
+            else:
+                d.errback(Failure(exc, type(exc), exc.__traceback__))
+
+        self.link(fire)
+        return d
+
+
+def current_hub_and_greenlet(what: str) -> tuple[_greenlet, Hub]:
+    """The current greenlet and the hub, checking that the current greenlet may block."""
+    cur = getcurrent()
+    if type(cur) is GreenThread:
+        return cur, cur.hub
+    hub = get_hub()
+    hub.require_reactor_thread(cur, what)
+    return cur, hub
+
+
+def spawn(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> GreenThread[T]:
+    """Run ``fn(*args, **kwargs)`` in a new green thread, starting on the hub's next turn.
+
+    Callable from anywhere in the reactor's thread: a green thread, the hub (reactor
+    callbacks) or the main greenlet before the reactor runs.  ``spawn`` never switches; the new
+    thread starts once the caller blocks or returns control to the reactor.  The new thread's
+    ``contextvars`` context is a copy of the caller's.
+    """
+    hub = get_hub()
+    if hub.state == STOPPED:
+        raise ReactorStopped("cannot spawn a green thread: the reactor has stopped")
+    gt: GreenThread[T] = GreenThread(hub, fn, args, kwargs)
+    hub.threads.add(gt)
+    hub.schedule(gt._begin, None)
+    return gt
+
+
+def spawn_later(
+    seconds: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> GreenThread[T]:
+    """Like :func:`spawn`, but the thread starts after ``seconds`` (killing it before cancels it)."""
+    if seconds < 0:
+        raise ValueError(f"seconds must be >= 0, not {seconds!r}")
+    hub = get_hub()
+    if hub.state == STOPPED:
+        raise ReactorStopped("cannot spawn a green thread: the reactor has stopped")
+    gt: GreenThread[T] = GreenThread(hub, fn, args, kwargs)
+    hub.threads.add(gt)
+    gt._start_call = hub.reactor.callLater(seconds, gt._begin)
+    return gt
+
+
+def sleep(seconds: float = 0) -> None:
+    """Block the current green thread for ``seconds``; ``sleep(0)`` lets everything else run.
+
+    ``sleep(0)`` puts the thread at the back of the hub's ready queue, behind the green threads
+    already runnable, and lets the reactor poll for I/O before it runs again.
+    """
+    cur, hub = current_hub_and_greenlet("txgreen.sleep()")
+    waiter = Waiter(cur)
+    if seconds <= 0:
+        hub.schedule(hub.resume, waiter)
+        hub.wait(waiter)
+        return
+    call = hub.reactor.callLater(seconds, hub.resume, waiter)
+    try:
+        hub.wait(waiter)
+    finally:
+        if call.active():
+            call.cancel()
+
+
+def defer_to_green(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+    """Run sync-style ``fn`` in a new green thread; return a Deferred of its result.
+
+    This is how reactor-side code (a Protocol method, a Deferred callback) calls code that
+    blocks: the caller gets a Deferred at once, and cancelling it kills the green thread.
+    """
+    return spawn(fn, *args, **kwargs).to_deferred()
+
+
+def green(fn: Callable[P, T]) -> Callable[P, Deferred[T]]:
+    """Decorator: calling ``fn`` runs it in a new green thread and returns a Deferred.
+
+    Use it on sync-style functions that reactor-side code calls, such as an AMP responder or
+    a Deferred callback that needs to ``block_on`` something.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        return spawn(fn, *args, **kwargs).to_deferred()
+
+    return wrapper
+

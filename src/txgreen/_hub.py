@@ -1,0 +1,409 @@
+"""The hub: the greenlet that runs the reactor, and the one way green threads wait and wake.
+
+Every green thread waits the same way: it parks a ``Waiter`` with :meth:`Hub.wait`, which
+switches to the hub.  Whoever completes the wait calls :meth:`Hub.resume` on that waiter.  When
+the resumer is the hub itself (a reactor callback, a timer) the hub switches straight into the
+waiting green thread; from anywhere else the wake-up goes on the hub's ready queue, which the
+hub runs on its next turn.  So green threads are only ever resumed by the hub, and a green
+thread that fires a Deferred is never suspended by doing so.
+
+A waiter is resumed at most once: the first of result, timeout, kill or reactor shutdown wins,
+and any later attempt is a no-op.  That single rule is what keeps timeouts, kills and
+shutdown free of lost or duplicated wake-ups.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from greenlet import getcurrent
+from greenlet import greenlet as _greenlet
+from twisted.internet.error import ReactorNotRunning
+from twisted.logger import Logger
+from twisted.python import threadable
+
+from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
+
+if TYPE_CHECKING:
+    from twisted.internet.base import DelayedCall
+
+    from txgreen._greenthread import GreenThread
+
+log = Logger(namespace="txgreen")
+
+# Hub states.
+NEW: Final = "new"  # the reactor has not been started yet
+RUNNING: Final = "running"  # the reactor is running (or will be, as soon as we switch to the hub)
+STOPPED: Final = "stopped"  # the reactor has stopped or is stopping: nobody can block any more
+
+
+class _HubExit:
+    """What our own hub greenlet returns to its parent when the reactor has stopped."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<txgreen hub exited>"
+
+
+HUB_EXIT: Final = _HubExit()
+
+
+class Waiter:
+    """One wait of one greenlet: resumed once, with a value or an exception."""
+
+    __slots__ = ("active", "exc", "greenlet", "value")
+
+    def __init__(self, greenlet: _greenlet) -> None:
+        self.greenlet = greenlet
+        self.active = True
+        self.value: Any = None
+        self.exc: BaseException | None = None
+
+
+def _root(g: _greenlet) -> _greenlet:
+    while g.parent is not None:
+        g = g.parent
+    return g
+
+
+class Hub:
+    """The reactor's greenlet and the scheduler of green threads.
+
+    There is one hub per process, bound to the global reactor.  Use :func:`get_hub`.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.greenlet: _greenlet | None = None
+        self.thread_ident: int | None = None
+        self.state: str = NEW
+        self.own = False  # True when txgreen created the hub greenlet and runs reactor.run()
+        self.threads: set[GreenThread] = set()  # live green threads, for shutdown and leak checks
+        self.exit_exception: BaseException | None = None  # KeyboardInterrupt/SystemExit to re-raise
+        self._ready: deque[tuple[Callable[[Any], object], Any]] = deque()
+        self._drain_call: DelayedCall | None = None
+        self._parked: dict[_greenlet, Waiter] = {}
+        self._pending: dict[_greenlet, BaseException] = {}
+        self._dying: GreenThread | None = None
+        self._thread_waiters: set[Callable[[], None]] = set()
+        self._thread_waiters_lock = threading.Lock()
+        reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
+
+    # -- finding or making the hub greenlet ---------------------------------------------------
+
+    def ensure_greenlet(self) -> _greenlet:
+        """Return the hub greenlet, adopting or creating it on first use."""
+        if self.greenlet is not None:
+            return self.greenlet
+        reactor = self.reactor
+        gr = _pytest_twisted_greenlet(reactor)
+        if gr is not None:
+            # pytest-twisted runs the reactor in its own greenlet: that greenlet is the hub.
+            self.greenlet = gr
+            self.thread_ident = threading.get_ident()
+            if reactor.running:
+                self.state = RUNNING
+            return gr
+        if reactor.running:
+            if threadable.ioThread is not None and threadable.ioThread != threading.get_ident():
+                raise NotInReactorThreadError(
+                    "the reactor runs in another OS thread; green threads live in the reactor's "
+                    "thread. From this thread use txgreen.block_on(), which waits like "
+                    "blockingCallFromThread."
+                )
+            # Classic mode: someone called reactor.run() and we are in one of its callbacks, so
+            # the current greenlet is the one running the reactor.
+            self.greenlet = getcurrent()
+            self.thread_ident = threading.get_ident()
+            self.state = RUNNING
+            return self.greenlet
+        if getattr(reactor, "_startedBefore", False):
+            self.state = STOPPED
+        # Implicit mode: txgreen runs the reactor in a greenlet of its own, started by the first
+        # blocking call.  Its parent is the thread's main greenlet, which gets control back when
+        # the reactor stops.
+        self.greenlet = _greenlet(self._run, parent=_root(getcurrent()))
+        self.thread_ident = threading.get_ident()
+        self.own = True
+        return self.greenlet
+
+    def _run(self) -> _HubExit:
+        self.state = RUNNING
+        try:
+            if getattr(self.reactor, "_startedBefore", False) and not self.reactor.running:
+                # Twisted reactors cannot be restarted.
+                return HUB_EXIT
+            self.reactor.run(installSignalHandlers=threading.current_thread() is threading.main_thread())
+        finally:
+            self._on_shutdown()
+        return HUB_EXIT
+
+    def in_hub(self) -> bool:
+        """True when the caller runs in the hub greenlet."""
+        return getcurrent() is self.greenlet
+
+    def check_can_block(self, cur: _greenlet, what: str) -> bool:
+        """Check that ``cur`` (not a GreenThread) may wait in the hub's thread.
+
+        Raises :class:`BlockingInHubError` in the hub.  Returns False when the caller is in
+        another OS thread than the reactor's (only ``block_on`` can serve those), else True.
+        """
+        me = threading.get_ident()
+        if self.greenlet is None:
+            io = threadable.ioThread
+            if self.reactor.running and io is not None and io != me:
+                return False
+            self.ensure_greenlet()
+        if cur is self.greenlet:
+            raise BlockingInHubError(what)
+        return self.thread_ident == me
+
+    def require_reactor_thread(self, cur: _greenlet, what: str) -> None:
+        """Like :meth:`check_can_block`, raising for callers outside the reactor's thread."""
+        if not self.check_can_block(cur, what):
+            raise NotInReactorThreadError(
+                f"{what} was called from an OS thread that is not the reactor's; green threads "
+                "live in the reactor's thread. From other threads use txgreen.block_on(), which "
+                "waits like blockingCallFromThread."
+            )
+
+    # -- waiting and waking --------------------------------------------------------------------
+
+    def wait(
+        self,
+        waiter: Waiter,
+        timeout: float | None = None,
+        timeout_exc: BaseException | None = None,
+    ) -> Any:
+        """Park the current greenlet until ``waiter`` is resumed; return or raise its outcome.
+
+        ``timeout`` (seconds) resumes the waiter with ``timeout_exc`` (by default a new
+        :class:`txgreen.Timeout`) if nothing else did first.  An exception delivered while the greenlet was not parked (a kill or an
+        expired ``with Timeout``) is raised here before waiting.
+        """
+        cur = waiter.greenlet
+        if self._pending:
+            exc = self._pending.pop(cur, None)
+            if exc is not None:
+                waiter.active = False
+                raise exc
+        if self.state == STOPPED:
+            waiter.active = False
+            raise ReactorStopped()
+        timer = None
+        if timeout is not None:
+            if timeout_exc is None:
+                from txgreen._timeout import Timeout
+
+                timeout_exc = Timeout(timeout)
+            timer = self.reactor.callLater(max(timeout, 0.0), self.resume, waiter, None, timeout_exc)
+        parked = self._parked
+        parked[cur] = waiter
+        try:
+            got = self.greenlet.switch()  # type: ignore[union-attr]
+        finally:
+            del parked[cur]
+            if timer is not None and timer.active():
+                timer.cancel()
+        if got is not waiter:
+            waiter.active = False
+            if got is HUB_EXIT:
+                raise self.exit_exception_for_parent()
+            from txgreen.errors import UnexpectedSwitchError
+
+            raise UnexpectedSwitchError(
+                f"a greenlet waiting in txgreen was switched to from outside txgreen "
+                f"(switch value {got!r}); resume green threads only through Deferreds and "
+                "txgreen primitives"
+            )
+        exc = waiter.exc
+        if exc is not None:
+            raise exc
+        return waiter.value
+
+    def resume(self, waiter: Waiter, value: Any = None, exc: BaseException | None = None) -> bool:
+        """Complete ``waiter`` with ``value`` or ``exc``; False if it was already completed."""
+        if not waiter.active:
+            return False
+        waiter.active = False
+        waiter.value = value
+        waiter.exc = exc
+        if getcurrent() is self.greenlet:
+            self.switch_to(waiter.greenlet, waiter)
+        else:
+            self.schedule(self._switch_waiter, waiter)
+        return True
+
+    def resume_later(self, waiter: Waiter, value: Any = None) -> None:
+        """Like :meth:`resume` but always through the ready queue (never a nested switch)."""
+        if waiter.active:
+            waiter.active = False
+            waiter.value = value
+            waiter.exc = None
+            self.schedule(self._switch_waiter, waiter)
+
+    def _switch_waiter(self, waiter: Waiter) -> None:
+        self.switch_to(waiter.greenlet, waiter)
+
+    def switch_to(self, g: _greenlet, arg: Any) -> None:
+        """From the hub: run ``g`` until it waits again or ends; then dispatch its links."""
+        g.switch(arg)
+        dying = self._dying
+        if dying is not None:
+            self._dying = None
+            dying._dispatch_links()
+
+    def interrupt(self, target: _greenlet, exc: BaseException) -> None:
+        """Deliver ``exc`` to ``target``: at once if it is parked, else at its next wait."""
+        waiter = self._parked.get(target)
+        if waiter is not None and waiter.active:
+            self.resume(waiter, None, exc)
+        else:
+            self._pending.setdefault(target, exc)
+
+    def discard_pending(self, target: _greenlet, exc: BaseException) -> None:
+        """Forget ``exc`` if it is still waiting to be delivered to ``target``."""
+        if self._pending.get(target) is exc:
+            del self._pending[target]
+
+    def schedule(self, fn: Callable[[Any], object], arg: Any) -> None:
+        """Call ``fn(arg)`` in the hub on its next turn (FIFO)."""
+        self._ready.append((fn, arg))
+        if self._drain_call is None and self.state != STOPPED:
+            self._drain_call = self.reactor.callLater(0, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_call = None
+        ready = self._ready
+        # Only what was queued before this turn: work queued now waits for the next turn, so
+        # a green thread that keeps yielding cannot starve the reactor's I/O.
+        for _ in range(len(ready)):
+            fn, arg = ready.popleft()
+            try:
+                fn(arg)
+            except Exception:
+                log.failure("txgreen: error in a scheduled call {fn!r}", fn=fn)
+        if ready and self._drain_call is None and self.state != STOPPED:
+            self._drain_call = self.reactor.callLater(0, self._drain)
+
+    # -- shutdown ------------------------------------------------------------------------------
+
+    def exit_exception_for_parent(self) -> BaseException:
+        """The exception the hub's parent raises when the hub returns because the reactor ended."""
+        if self.exit_exception is not None:
+            return self.exit_exception
+        sig = getattr(self.reactor, "_exitSignal", None)
+        if sig == signal.SIGINT:
+            return KeyboardInterrupt()
+        if sig is not None:
+            return SystemExit(128 + int(sig))
+        return ReactorStopped()
+
+    def stop_reactor(self) -> None:
+        """Stop the reactor if it is still running (no error if it is already stopping)."""
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:
+            pass
+
+    def _on_shutdown(self) -> None:
+        """The reactor is stopping: wake every parked green thread with ReactorStopped."""
+        if self.state == STOPPED:
+            return
+        self.state = STOPPED
+        if self._drain_call is not None:
+            if self._drain_call.active():
+                self._drain_call.cancel()
+            self._drain_call = None
+        with self._thread_waiters_lock:
+            thread_waiters = list(self._thread_waiters)
+            self._thread_waiters.clear()
+        for release in thread_waiters:
+            release()
+        if getcurrent() is not self.greenlet:
+            return  # cannot switch from here; parked greenlets are woken by the hub only
+        # The hub's ancestors (the main greenlet) get control back when the hub greenlet ends.
+        ancestors = set()
+        g = self.greenlet.parent if self.greenlet is not None else None
+        while g is not None:
+            ancestors.add(g)
+            g = g.parent
+        for _ in range(1000):
+            for gt in list(self.threads):
+                if not gt._started:
+                    gt._finish_unstarted(ReactorStopped())
+            while self._ready:
+                fn, arg = self._ready.popleft()
+                try:
+                    fn(arg)
+                except Exception:
+                    log.failure("txgreen: error in a scheduled call {fn!r}", fn=fn)
+            victims = [w for g2, w in self._parked.items() if g2 not in ancestors and w.active]
+            if not victims and not self._ready:
+                break
+            for w in victims:
+                self.resume(w, None, ReactorStopped())
+
+    def add_thread_waiter(self, release: Callable[[], None]) -> bool:
+        """Register an OS-thread waiter to release at shutdown; False if already stopped."""
+        with self._thread_waiters_lock:
+            if self.state == STOPPED:
+                return False
+            self._thread_waiters.add(release)
+            return True
+
+    def remove_thread_waiter(self, release: Callable[[], None]) -> None:
+        with self._thread_waiters_lock:
+            self._thread_waiters.discard(release)
+
+    def stop_at_exit(self) -> None:
+        """At interpreter exit, let a reactor that txgreen started shut down cleanly."""
+        if not self.own or self.state != RUNNING or self.greenlet is None:
+            return
+        if self.thread_ident != threading.get_ident() or self.greenlet.dead:
+            return
+        if not self.greenlet:  # never started
+            return
+        self.stop_reactor()
+        try:
+            self.greenlet.switch()
+        except BaseException:  # pragma: no cover - best effort at exit
+            log.failure("txgreen: error while stopping the reactor at exit")
+
+
+def _pytest_twisted_greenlet(reactor: Any) -> _greenlet | None:
+    mod = sys.modules.get("pytest_twisted")
+    if mod is None:
+        return None
+    instances = getattr(mod, "_instances", None)
+    gr = getattr(instances, "gr_twisted", None)
+    if gr is None or getattr(instances, "reactor", None) is not reactor:
+        return None
+    return gr  # type: ignore[no-any-return]
+
+
+_hub: Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub() -> Hub:
+    """Return the process's hub, bound to ``twisted.internet.reactor`` (installed on first use)."""
+    global _hub
+    hub = _hub
+    if hub is None:
+        with _hub_lock:
+            if _hub is None:
+                from twisted.internet import reactor
+
+                _hub = Hub(reactor)
+                import atexit
+
+                atexit.register(_hub.stop_at_exit)
+            hub = _hub
+    return hub

@@ -1,0 +1,76 @@
+"""The exceptions txgreen raises.
+
+Every error a user can cause or meet has a named class here, so code can catch exactly what it
+expects and messages can say how to fix the problem.  ``Timeout`` lives in :mod:`txgreen._timeout`
+(it is also a context manager) and is re-exported as ``txgreen.Timeout`` and from here.
+"""
+
+from __future__ import annotations
+
+from greenlet import GreenletExit
+
+__all__ = [
+    "BlockingInHubError",
+    "GreenletExit",
+    "NotInReactorThreadError",
+    "ReactorStopped",
+    "TestDeadlineExceeded",
+    "TxgreenError",
+    "UnexpectedSwitchError",
+]
+
+
+class TxgreenError(Exception):
+    """Base class of txgreen's own errors (``Timeout`` derives from ``TimeoutError`` instead)."""
+
+
+class BlockingInHubError(TxgreenError):
+    """A blocking call was made from the hub, the greenlet that runs the reactor.
+
+    The hub must never wait: while it waits nothing else (timers, sockets, other green threads)
+    can run, so the wait could never end.  Reactor-side code (a ``Protocol`` method, a Deferred
+    callback, a ``callLater`` function) runs in the hub.
+    """
+
+    def __init__(self, what: str = "block_on()") -> None:
+        super().__init__(
+            f"{what} was called from the hub (the greenlet running the reactor), where waiting "
+            "would stall the reactor for good. Run the code in a green thread instead: "
+            "txgreen.spawn(fn, ...) or txgreen.defer_to_green(fn, ...) from reactor callbacks, "
+            "or decorate the callback with @txgreen.green so it returns a Deferred. "
+            "In tests, mark the test @pytest.mark.green (or set txgreen_mode = auto)."
+        )
+
+
+class ReactorStopped(TxgreenError):
+    """The reactor has stopped (or is stopping), so a blocking call can never complete.
+
+    Raised in every green thread that is blocked when the reactor shuts down, and at once by any
+    blocking call made after that.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "the reactor has stopped, so this call can never complete; "
+            "green threads cannot block once the reactor is shut down"
+        )
+
+
+class NotInReactorThreadError(TxgreenError):
+    """A call that must run in the reactor's OS thread was made from another OS thread."""
+
+
+class UnexpectedSwitchError(TxgreenError):
+    """A green thread waiting in txgreen was resumed by something other than txgreen.
+
+    This happens when code calls ``greenlet.switch()`` on a green thread that is blocked in
+    ``block_on`` (or another txgreen wait).  Resume green threads only through Deferreds and
+    the txgreen primitives.
+    """
+
+
+class TestDeadlineExceeded(TxgreenError):
+    """A green test ran past its deadline (pytest-timeout's ``timeout`` setting or marker)."""
+
+    __test__ = False  # not a test class, despite the name
