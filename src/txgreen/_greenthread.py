@@ -11,10 +11,10 @@ from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._timeout import Timeout
+from txgreen._util import failure_of
 from txgreen.errors import ReactorStopped
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class _UnretrievedError:
             log.failure(
                 "Unhandled error in green thread {name} (nobody called get() or looked at "
                 "its exception):",
-                Failure(exc, type(exc), exc.__traceback__),
+                failure_of(exc),
                 name=self.name,
             )
 
@@ -128,7 +128,9 @@ class GreenThread(_greenlet, Generic[T]):
         self._started = True
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
-        assert fn is not None and args is not None and kwargs is not None
+        assert fn is not None
+        assert args is not None
+        assert kwargs is not None
         ok, value = _invoke(fn, args, kwargs)
         del fn, args, kwargs
         if ok:
@@ -187,7 +189,7 @@ class GreenThread(_greenlet, Generic[T]):
     # -- state ---------------------------------------------------------------------------------
 
     @property
-    def dead(self) -> bool:  # type: ignore[override]
+    def dead(self) -> bool:
         """True once the thread has finished (returned, raised or been killed)."""
         return self._done
 
@@ -202,7 +204,7 @@ class GreenThread(_greenlet, Generic[T]):
     @property
     def value(self) -> T | None:
         """The return value, or None while running or if it failed."""
-        return self._value if self._done and self._exception is None else None  # type: ignore[no-any-return]
+        return self._value if self._done and self._exception is None else None
 
     @property
     def exception(self) -> BaseException | None:
@@ -301,7 +303,7 @@ class GreenThread(_greenlet, Generic[T]):
             if exc is None:
                 d.callback(gt._value)
             else:
-                d.errback(Failure(exc, type(exc), exc.__traceback__))
+                d.errback(failure_of(exc))
 
         self.link(fire)
         return d
@@ -337,7 +339,10 @@ def spawn(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> GreenThre
 def spawn_later(
     seconds: float, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
 ) -> GreenThread[T]:
-    """Like :func:`spawn`, but the thread starts after ``seconds`` (killing it before cancels it)."""
+    """Like :func:`spawn`, but the thread starts after ``seconds``.
+
+    Killing it before then cancels the start: the function never runs.
+    """
     if seconds < 0:
         raise ValueError(f"seconds must be >= 0, not {seconds!r}")
     hub = get_hub()
@@ -390,4 +395,3 @@ def green(fn: Callable[P, T]) -> Callable[P, Deferred[T]]:
         return spawn(fn, *args, **kwargs).to_deferred()
 
     return wrapper
-

@@ -14,6 +14,7 @@ shutdown free of lost or duplicated wake-ups.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -84,13 +85,15 @@ class Hub:
         self.thread_ident: int | None = None
         self.state: str = NEW
         self.own = False  # True when txgreen created the hub greenlet and runs reactor.run()
-        self.threads: set[GreenThread] = set()  # live green threads, for shutdown and leak checks
+        self.threads: set[GreenThread[Any]] = (
+            set()
+        )  # live green threads, for shutdown and leak checks
         self.exit_exception: BaseException | None = None  # KeyboardInterrupt/SystemExit to re-raise
         self._ready: deque[tuple[Callable[[Any], object], Any]] = deque()
         self._drain_call: DelayedCall | None = None
         self._parked: dict[_greenlet, Waiter] = {}
         self._pending: dict[_greenlet, BaseException] = {}
-        self._dying: GreenThread | None = None
+        self._dying: GreenThread[Any] | None = None
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
@@ -139,7 +142,9 @@ class Hub:
             if getattr(self.reactor, "_startedBefore", False) and not self.reactor.running:
                 # Twisted reactors cannot be restarted.
                 return HUB_EXIT
-            self.reactor.run(installSignalHandlers=threading.current_thread() is threading.main_thread())
+            self.reactor.run(
+                installSignalHandlers=threading.current_thread() is threading.main_thread()
+            )
         finally:
             self._on_shutdown()
         return HUB_EXIT
@@ -184,8 +189,9 @@ class Hub:
         """Park the current greenlet until ``waiter`` is resumed; return or raise its outcome.
 
         ``timeout`` (seconds) resumes the waiter with ``timeout_exc`` (by default a new
-        :class:`txgreen.Timeout`) if nothing else did first.  An exception delivered while the greenlet was not parked (a kill or an
-        expired ``with Timeout``) is raised here before waiting.
+        :class:`txgreen.Timeout`) if nothing else did first.  An exception delivered while the
+        greenlet was not parked (a kill or an expired ``with Timeout``) is raised here before
+        waiting.
         """
         cur = waiter.greenlet
         if self._pending:
@@ -202,7 +208,9 @@ class Hub:
                 from txgreen._timeout import Timeout
 
                 timeout_exc = Timeout(timeout)
-            timer = self.reactor.callLater(max(timeout, 0.0), self.resume, waiter, None, timeout_exc)
+            timer = self.reactor.callLater(
+                max(timeout, 0.0), self.resume, waiter, None, timeout_exc
+            )
         parked = self._parked
         parked[cur] = waiter
         try:
@@ -307,10 +315,8 @@ class Hub:
 
     def stop_reactor(self) -> None:
         """Stop the reactor if it is still running (no error if it is already stopping)."""
-        try:
+        with contextlib.suppress(ReactorNotRunning):
             self.reactor.stop()
-        except ReactorNotRunning:
-            pass
 
     def _on_shutdown(self) -> None:
         """The reactor is stopping: wake every parked green thread with ReactorStopped."""

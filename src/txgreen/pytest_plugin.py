@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
+
+from txgreen._util import failure_of
 
 __all__ = ["LeakError"]
 
@@ -91,7 +92,7 @@ def _install_reactor(config: pytest.Config, name: str) -> None:
         else:
             from twisted.internet import asyncioreactor
 
-            asyncioreactor.install()
+            asyncioreactor.install()  # type: ignore[no-untyped-call]
         return
     if name == "default":
         return
@@ -101,7 +102,7 @@ def _install_reactor(config: pytest.Config, name: str) -> None:
         "select": "twisted.internet.selectreactor",
     }[name]
     __import__(module)
-    sys.modules[module].install()  # type: ignore[attr-defined]
+    sys.modules[module].install()
     if config.pluginmanager.hasplugin("twisted"):
         # pytest-twisted insists that its "default" reactor is Twisted's default class; tell
         # it to accept the one installed here.
@@ -244,7 +245,7 @@ def run_green_test(
 
     def fail(exc: BaseException) -> None:
         if not result.called:
-            result.errback(Failure(exc, type(exc), exc.__traceback__))
+            result.errback(failure_of(exc))
 
     if deadline is not None:
 
