@@ -84,9 +84,7 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     - Once the reactor has stopped it raises :class:`txgreen.ReactorStopped`.
     """
     cur = getcurrent()
-    if type(cur) is GreenThread:
-        hub: Hub = cur.hub
-    else:
+    if type(cur) is not GreenThread:
         hub = get_hub()
         if not hub.check_can_block(cur, "block_on()"):
             return _block_from_thread(hub, awaitable, timeout)
@@ -97,23 +95,9 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
             return result
         _mark_handled(d, result)
         result.raiseException()
-    return _wait(hub, cur, d, timeout)
-
-
-def _wait(hub: Hub, cur: Any, d: Deferred[Any], timeout: float | None) -> Any:
-    waiter = Waiter(cur)
-
-    def on_result(result: Any) -> Any:
-        if waiter.active:
-            if isinstance(result, Failure):
-                # Resume after the callback chain has finished, so the caller can mark the
-                # failure handled once Twisted has recorded it.
-                hub.resume_later(waiter, result)
-            else:
-                hub.resume(waiter, result)
-        return result
-
-    d.addBoth(on_result)
+    hub = cur.hub if type(cur) is GreenThread else get_hub()
+    waiter = Waiter(hub, cur)
+    d.addBoth(waiter.on_result)
     try:
         result = hub.wait(waiter, timeout)
     except BaseException:
@@ -122,6 +106,8 @@ def _wait(hub: Hub, cur: Any, d: Deferred[Any], timeout: float | None) -> Any:
         _mark_result_handled(d)
         raise
     if isinstance(result, Failure):
+        # Resumed after the callback chain finished (see Waiter.on_result): if the failure
+        # is still the Deferred's result, the raise below is its handling.
         if d.called and not d.paused and d.result is result:
             _mark_handled(d, result)
         result.raiseException()

@@ -174,7 +174,7 @@ class GreenThread(_greenlet, Generic[T]):
         in_hub = getcurrent() is hub.greenlet
         for link in links:
             if isinstance(link, Waiter):
-                hub.resume(link)
+                link.resume()
             elif in_hub:
                 self._call_link(link)
             else:
@@ -233,7 +233,7 @@ class GreenThread(_greenlet, Generic[T]):
         cur, hub = current_hub_and_greenlet("GreenThread.join()")
         if cur is self:
             raise RuntimeError("a green thread cannot join itself (it would wait forever)")
-        waiter = Waiter(cur)
+        waiter = Waiter(hub, cur)
         links = self._links
         assert links is not None
         links.append(waiter)
@@ -361,12 +361,12 @@ def sleep(seconds: float = 0) -> None:
     already runnable, and lets the reactor poll for I/O before it runs again.
     """
     cur, hub = current_hub_and_greenlet("txgreen.sleep()")
-    waiter = Waiter(cur)
+    waiter = Waiter(hub, cur)
     if seconds <= 0:
-        hub.schedule(hub.resume, waiter)
+        hub.schedule(Waiter.resume, waiter)
         hub.wait(waiter)
         return
-    call = hub.reactor.callLater(seconds, hub.resume, waiter)
+    call = hub.reactor.callLater(seconds, waiter.resume)
     try:
         hub.wait(waiter)
     finally:

@@ -27,6 +27,7 @@ from greenlet import greenlet as _greenlet
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import threadable
+from twisted.python.failure import Failure
 
 from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
 
@@ -56,15 +57,72 @@ HUB_EXIT: Final = _HubExit()
 
 
 class Waiter:
-    """One wait of one greenlet: resumed once, with a value or an exception."""
+    """One wait of one greenlet: resumed once, with a value or an exception.
 
-    __slots__ = ("active", "exc", "greenlet", "value")
+    ``value`` and ``exc`` are set when the waiter is resumed and read only after that.
+    """
 
-    def __init__(self, greenlet: _greenlet) -> None:
+    __slots__ = ("active", "exc", "greenlet", "hub", "value")
+
+    value: Any
+    exc: BaseException | None
+
+    def __init__(self, hub: Hub, greenlet: _greenlet) -> None:
+        self.hub = hub
         self.greenlet = greenlet
         self.active = True
-        self.value: Any = None
-        self.exc: BaseException | None = None
+
+    def resume(self, value: Any = None, exc: BaseException | None = None) -> bool:
+        """Complete the wait with ``value`` or ``exc``; False if it was already completed.
+
+        From the hub this switches straight into the waiting greenlet (and returns once it
+        waits again or ends); from anywhere else the wake-up goes on the hub's ready queue.
+        """
+        if not self.active:
+            return False
+        self.active = False
+        self.value = value
+        self.exc = exc
+        hub = self.hub
+        if getcurrent() is hub.greenlet:
+            self.greenlet.switch(self)
+            if hub._dying is not None:
+                hub.dispatch_dying()
+        else:
+            hub.schedule(hub.switch_waiter, self)
+        return True
+
+    def resume_later(self, value: Any = None) -> None:
+        """Like :meth:`resume` but always through the ready queue (never a nested switch)."""
+        if self.active:
+            self.active = False
+            self.value = value
+            self.exc = None
+            hub = self.hub
+            hub.schedule(hub.switch_waiter, self)
+
+    def on_result(self, result: Any) -> Any:
+        """Deferred callback: resume with the result and pass it on unchanged.
+
+        A failure resumes through the ready queue, so the waiting greenlet runs after the
+        Deferred's callback chain has finished and can mark the failure handled.
+        """
+        if self.active:
+            if isinstance(result, Failure):
+                self.resume_later(result)
+                return result
+            # The hot path of every block_on: Waiter.resume, inlined.
+            self.active = False
+            self.value = result
+            self.exc = None
+            hub = self.hub
+            if getcurrent() is hub.greenlet:
+                self.greenlet.switch(self)
+                if hub._dying is not None:
+                    hub.dispatch_dying()
+            else:
+                hub.schedule(hub.switch_waiter, self)
+        return result
 
 
 def _root(g: _greenlet) -> _greenlet:
@@ -199,7 +257,7 @@ class Hub:
             if exc is not None:
                 waiter.active = False
                 raise exc
-        if self.state == STOPPED:
+        if self.state is STOPPED:
             waiter.active = False
             raise ReactorStopped()
         timer = None
@@ -208,9 +266,7 @@ class Hub:
                 from txgreen._timeout import Timeout
 
                 timeout_exc = Timeout(timeout)
-            timer = self.reactor.callLater(
-                max(timeout, 0.0), self.resume, waiter, None, timeout_exc
-            )
+            timer = self.reactor.callLater(max(timeout, 0.0), waiter.resume, None, timeout_exc)
         parked = self._parked
         parked[cur] = waiter
         try:
@@ -236,42 +292,33 @@ class Hub:
         return waiter.value
 
     def resume(self, waiter: Waiter, value: Any = None, exc: BaseException | None = None) -> bool:
-        """Complete ``waiter`` with ``value`` or ``exc``; False if it was already completed."""
-        if not waiter.active:
-            return False
-        waiter.active = False
-        waiter.value = value
-        waiter.exc = exc
-        if getcurrent() is self.greenlet:
-            self.switch_to(waiter.greenlet, waiter)
-        else:
-            self.schedule(self._switch_waiter, waiter)
-        return True
+        """Complete ``waiter`` with ``value`` or ``exc`` (see :meth:`Waiter.resume`)."""
+        return waiter.resume(value, exc)
 
-    def resume_later(self, waiter: Waiter, value: Any = None) -> None:
-        """Like :meth:`resume` but always through the ready queue (never a nested switch)."""
-        if waiter.active:
-            waiter.active = False
-            waiter.value = value
-            waiter.exc = None
-            self.schedule(self._switch_waiter, waiter)
-
-    def _switch_waiter(self, waiter: Waiter) -> None:
-        self.switch_to(waiter.greenlet, waiter)
+    def switch_waiter(self, waiter: Waiter) -> None:
+        """From the hub's ready queue: switch into a waiter already resumed elsewhere."""
+        waiter.greenlet.switch(waiter)
+        if self._dying is not None:
+            self.dispatch_dying()
 
     def switch_to(self, g: _greenlet, arg: Any) -> None:
         """From the hub: run ``g`` until it waits again or ends; then dispatch its links."""
         g.switch(arg)
+        if self._dying is not None:
+            self.dispatch_dying()
+
+    def dispatch_dying(self) -> None:
+        """Run the links of the green thread that just ended."""
         dying = self._dying
+        self._dying = None
         if dying is not None:
-            self._dying = None
             dying._dispatch_links()
 
     def interrupt(self, target: _greenlet, exc: BaseException) -> None:
         """Deliver ``exc`` to ``target``: at once if it is parked, else at its next wait."""
         waiter = self._parked.get(target)
         if waiter is not None and waiter.active:
-            self.resume(waiter, None, exc)
+            waiter.resume(None, exc)
         else:
             self._pending.setdefault(target, exc)
 
@@ -354,7 +401,7 @@ class Hub:
             if not victims and not self._ready:
                 break
             for w in victims:
-                self.resume(w, None, ReactorStopped())
+                w.resume(None, ReactorStopped())
 
     def add_thread_waiter(self, release: Callable[[], None]) -> bool:
         """Register an OS-thread waiter to release at shutdown; False if already stopped."""
