@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -15,7 +16,7 @@ from twisted.logger import Logger
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._timeout import Timeout
 from txgreen._util import failure_of
-from txgreen.errors import ReactorStopped
+from txgreen.errors import NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
     from twisted.internet.base import DelayedCall
@@ -327,12 +328,24 @@ def spawn(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> GreenThre
     thread starts once the caller blocks or returns control to the reactor.  The new thread's
     ``contextvars`` context is a copy of the caller's.
     """
+    gt = _new_thread(fn, args, kwargs)
+    gt.hub.schedule(gt._begin, None)
+    return gt
+
+
+def _new_thread(
+    fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> GreenThread[T]:
     hub = get_hub()
     if hub.state == STOPPED:
         raise ReactorStopped("cannot spawn a green thread: the reactor has stopped")
+    if hub.thread_ident is not None and hub.thread_ident != threading.get_ident():
+        raise NotInReactorThreadError(
+            "green threads can only be spawned from the reactor's OS thread; from another "
+            "thread, hand the work over with reactor.callFromThread(txgreen.spawn, fn, ...)"
+        )
     gt: GreenThread[T] = GreenThread(hub, fn, args, kwargs)
     hub.threads.add(gt)
-    hub.schedule(gt._begin, None)
     return gt
 
 
@@ -345,12 +358,8 @@ def spawn_later(
     """
     if seconds < 0:
         raise ValueError(f"seconds must be >= 0, not {seconds!r}")
-    hub = get_hub()
-    if hub.state == STOPPED:
-        raise ReactorStopped("cannot spawn a green thread: the reactor has stopped")
-    gt: GreenThread[T] = GreenThread(hub, fn, args, kwargs)
-    hub.threads.add(gt)
-    gt._start_call = hub.reactor.callLater(seconds, gt._begin)
+    gt = _new_thread(fn, args, kwargs)
+    gt._start_call = gt.hub.reactor.callLater(seconds, gt._begin)
     return gt
 
 

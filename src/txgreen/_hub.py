@@ -150,7 +150,8 @@ class Hub:
         self._ready: deque[tuple[Callable[[Any], object], Any]] = deque()
         self._drain_call: DelayedCall | None = None
         self._parked: dict[_greenlet, Waiter] = {}
-        self._pending: dict[_greenlet, BaseException] = {}
+        # exceptions (kills, expired Timeouts) for greenlets that were not parked, in order
+        self._pending: dict[_greenlet, list[BaseException]] = {}
         self._dying: GreenThread[Any] | None = None
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
@@ -192,7 +193,22 @@ class Hub:
         self.greenlet = _greenlet(self._run, parent=_root(getcurrent()))
         self.thread_ident = threading.get_ident()
         self.own = True
+        # If the program then runs the reactor itself (classic mode, after spawning green
+        # threads at start-up), the greenlet that runs it becomes the hub instead.
+        reactor.callWhenRunning(self._adopt_runner)
         return self.greenlet
+
+    def _adopt_runner(self) -> None:
+        runner = getcurrent()
+        if runner is self.greenlet or self.greenlet is None or self.greenlet:
+            return  # our own hub greenlet runs the reactor (or has started): nothing to do
+        self.greenlet = runner
+        self.own = False
+        self.state = RUNNING
+        self.thread_ident = threading.get_ident()
+        for gt in self.threads:
+            if not gt:  # not started yet: it will run under the new hub
+                gt.parent = runner
 
     def _run(self) -> _HubExit:
         self.state = RUNNING
@@ -253,8 +269,11 @@ class Hub:
         """
         cur = waiter.greenlet
         if self._pending:
-            exc = self._pending.pop(cur, None)
-            if exc is not None:
+            queued = self._pending.get(cur)
+            if queued:
+                exc = queued.pop(0)
+                if not queued:
+                    del self._pending[cur]
                 waiter.active = False
                 raise exc
         if self.state is STOPPED:
@@ -320,12 +339,15 @@ class Hub:
         if waiter is not None and waiter.active:
             waiter.resume(None, exc)
         else:
-            self._pending.setdefault(target, exc)
+            self._pending.setdefault(target, []).append(exc)
 
     def discard_pending(self, target: _greenlet, exc: BaseException) -> None:
         """Forget ``exc`` if it is still waiting to be delivered to ``target``."""
-        if self._pending.get(target) is exc:
-            del self._pending[target]
+        queued = self._pending.get(target)
+        if queued and exc in queued:
+            queued.remove(exc)
+            if not queued:
+                del self._pending[target]
 
     def schedule(self, fn: Callable[[Any], object], arg: Any) -> None:
         """Call ``fn(arg)`` in the hub on its next turn (FIFO)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
 
 from txgreen._hub import get_hub
@@ -72,8 +71,9 @@ class Timeout(TimeoutError):
             raise RuntimeError("this Timeout is already started; create a new one per block")
         if self.seconds is None:
             return self
-        hub = get_hub()
-        self._target = getcurrent()
+        from txgreen._greenthread import current_hub_and_greenlet
+
+        self._target, hub = current_hub_and_greenlet("txgreen.Timeout")
         self._call = hub.reactor.callLater(max(float(self.seconds), 0.0), self._expire)
         return self
 
