@@ -141,21 +141,32 @@ class GreenThread(_greenlet, Generic[T]):
 
     def _finish(self, value: Any, exc: BaseException | None) -> None:
         self._done = True
-        self.hub.threads.discard(self)
+        hub = self.hub
+        hub.threads.discard(self)
+        report = False
         if exc is not None:
             if isinstance(exc, GreenletExit):
                 # gevent's convention: a GreenletExit kill is a normal, successful end.
                 value, exc = exc, None
             elif isinstance(exc, KeyboardInterrupt | SystemExit):
                 # Ctrl-C or sys.exit() in a green thread ends the program, as in a thread-less one.
-                if self.hub.exit_exception is None:
-                    self.hub.exit_exception = exc
-                self.hub.stop_reactor()
+                if hub.exit_exception is None:
+                    hub.exit_exception = exc
+                hub.stop_reactor()
             elif exc is not self._kill_exc and not isinstance(exc, ReactorStopped):
-                self._reporter = _UnretrievedError(repr(self), exc)
+                report = True
         self._value = value
         self._exception = exc
-        self.hub._dying = self
+        if report:
+            assert exc is not None
+            self._reporter = _UnretrievedError(repr(self), exc)
+        if hub.entered is self:
+            hub._dying = self  # the hub dispatches the links as soon as we have switched back
+        elif getcurrent() is self:
+            # Something outside txgreen switched into this thread: let the hub dispatch later.
+            hub.schedule(GreenThread._dispatch_links, self)
+        else:
+            self._dispatch_links()
 
     def _finish_unstarted(self, exc: BaseException) -> None:
         if self._start_call is not None and self._start_call.active():
@@ -164,8 +175,12 @@ class GreenThread(_greenlet, Generic[T]):
         self._started = True
         self._fn = self._args = self._kwargs = None
         self._finish(None, exc)
-        self.hub._dying = None
-        self._dispatch_links()
+
+    def _retrieved(self) -> None:
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.exc = None
+            self._reporter = None
 
     def _dispatch_links(self) -> None:
         links, self._links = self._links, None
@@ -210,7 +225,7 @@ class GreenThread(_greenlet, Generic[T]):
     @property
     def exception(self) -> BaseException | None:
         """The exception the thread died of, or None.  Reading it counts as handling it."""
-        self._reporter = None
+        self._retrieved()
         return self._exception
 
     # -- waiting -------------------------------------------------------------------------------
@@ -254,7 +269,7 @@ class GreenThread(_greenlet, Generic[T]):
         """Wait for the thread and return its result, or raise the exception it died of."""
         if not self.join(timeout):
             raise Timeout(timeout)
-        self._reporter = None
+        self._retrieved()
         exc = self._exception
         if exc is not None:
             raise exc
@@ -300,7 +315,7 @@ class GreenThread(_greenlet, Generic[T]):
             if d.called:
                 return
             exc = gt._exception
-            gt._reporter = None
+            gt._retrieved()
             if exc is None:
                 d.callback(gt._value)
             else:

@@ -85,9 +85,7 @@ class Waiter:
         self.exc = exc
         hub = self.hub
         if getcurrent() is hub.greenlet:
-            self.greenlet.switch(self)
-            if hub._dying is not None:
-                hub.dispatch_dying()
+            hub.switch_to(self.greenlet, self)
         else:
             hub.schedule(hub.switch_waiter, self)
         return True
@@ -117,9 +115,7 @@ class Waiter:
             self.exc = None
             hub = self.hub
             if getcurrent() is hub.greenlet:
-                self.greenlet.switch(self)
-                if hub._dying is not None:
-                    hub.dispatch_dying()
+                hub.switch_to(self.greenlet, self)
             else:
                 hub.schedule(hub.switch_waiter, self)
         return result
@@ -153,6 +149,7 @@ class Hub:
         # exceptions (kills, expired Timeouts) for greenlets that were not parked, in order
         self._pending: dict[_greenlet, list[BaseException]] = {}
         self._dying: GreenThread[Any] | None = None
+        self.entered: _greenlet | None = None  # the greenlet switch_to is running, if any
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
@@ -316,13 +313,17 @@ class Hub:
 
     def switch_waiter(self, waiter: Waiter) -> None:
         """From the hub's ready queue: switch into a waiter already resumed elsewhere."""
-        waiter.greenlet.switch(waiter)
-        if self._dying is not None:
-            self.dispatch_dying()
+        self.switch_to(waiter.greenlet, waiter)
 
     def switch_to(self, g: _greenlet, arg: Any) -> None:
-        """From the hub: run ``g`` until it waits again or ends; then dispatch its links."""
+        """From the hub: run ``g`` until it waits again or ends; then dispatch its links.
+
+        Every switch from the hub into a green thread goes through here, so a thread that ends
+        has its links (joiners, callbacks) run right away, in the hub.
+        """
+        self.entered = g
         g.switch(arg)
+        self.entered = None
         if self._dying is not None:
             self.dispatch_dying()
 
