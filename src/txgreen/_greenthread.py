@@ -143,6 +143,8 @@ class GreenThread(_greenlet, Generic[T]):
         self._done = True
         hub = self.hub
         hub.threads.discard(self)
+        if hub._pending:
+            hub._pending.pop(self, None)  # a kill that arrived after its last wait
         report = False
         if exc is not None:
             if isinstance(exc, GreenletExit):

@@ -150,6 +150,8 @@ class Hub:
         self._pending: dict[_greenlet, list[BaseException]] = {}
         self._dying: GreenThread[Any] | None = None
         self.entered: _greenlet | None = None  # the greenlet switch_to is running, if any
+        self._dispatch_queue: deque[GreenThread[Any]] = deque()
+        self._dispatching = False
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
@@ -328,11 +330,25 @@ class Hub:
             self.dispatch_dying()
 
     def dispatch_dying(self) -> None:
-        """Run the links of the green thread that just ended."""
+        """Run the links of the green thread that just ended.
+
+        Links can wake joiners that end in turn; those are queued and run by the outermost
+        call, so a chain of N joins does not nest N deep on the hub's stack.
+        """
         dying = self._dying
         self._dying = None
-        if dying is not None:
-            dying._dispatch_links()
+        if dying is None:
+            return
+        queue = self._dispatch_queue
+        queue.append(dying)
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while queue:
+                queue.popleft()._dispatch_links()
+        finally:
+            self._dispatching = False
 
     def interrupt(self, target: _greenlet, exc: BaseException) -> None:
         """Deliver ``exc`` to ``target``: at once if it is parked, else at its next wait."""
@@ -423,8 +439,15 @@ class Hub:
             victims = [w for g2, w in self._parked.items() if g2 not in ancestors and w.active]
             if not victims and not self._ready:
                 break
+            # Complete every parked wait before running any of the threads, so that what one
+            # thread does on its way out (ending, firing a Deferred) cannot complete another's
+            # wait normally: every thread parked at shutdown sees ReactorStopped.
             for w in victims:
-                w.resume(None, ReactorStopped())
+                w.active = False
+                w.value = None
+                w.exc = ReactorStopped()
+            for w in victims:
+                self.switch_to(w.greenlet, w)
 
     def add_thread_waiter(self, release: Callable[[], None]) -> bool:
         """Register an OS-thread waiter to release at shutdown; False if already stopped."""
