@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from txgreen._greenthread import GreenThread
-from txgreen._hub import Hub, Waiter, get_hub
+from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._timeout import Timeout
 from txgreen.errors import NotInReactorThreadError, ReactorStopped
 
@@ -89,7 +89,10 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
         if not hub.check_can_block(cur, "block_on()"):
             return _block_from_thread(hub, awaitable, timeout)
     d = awaitable if type(awaitable) is Deferred else as_deferred(awaitable)
-    if d.called and not d.paused:
+    # Fast path: fired, not waiting on another Deferred, and its callback chain is not in the
+    # middle of running (a green thread resumed from inside that chain may have added callbacks
+    # that have not run yet, so d.result is not final).
+    if d.called and not d.paused and not d._runningCallbacks:
         result = d.result
         if not isinstance(result, Failure):
             return result
@@ -117,6 +120,8 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
 def _block_from_thread(hub: Hub, awaitable: Any, timeout: float | None) -> Any:
     """``block_on`` in an OS thread other than the reactor's: wait on a threading.Event."""
     reactor = hub.reactor
+    if hub.state == STOPPED or (getattr(reactor, "_startedBefore", False) and not reactor.running):
+        raise ReactorStopped()
     if not reactor.running:
         raise NotInReactorThreadError(
             "block_on() was called from an OS thread other than the reactor's while the reactor "

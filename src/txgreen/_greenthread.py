@@ -221,7 +221,11 @@ class GreenThread(_greenlet, Generic[T]):
 
     @property
     def value(self) -> T | None:
-        """The return value, or None while running or if it failed."""
+        """The return value, or None while running or if it failed.
+
+        After a kill with ``GreenletExit`` (the default) it is the ``GreenletExit`` instance,
+        following gevent's convention that such a kill is a successful end.
+        """
         return self._value if self._done and self._exception is None else None
 
     @property
@@ -289,6 +293,11 @@ class GreenThread(_greenlet, Generic[T]):
         running (not waiting) gets the exception at its next blocking call.  The Deferred it was
         waiting on is cancelled.  With ``block=True`` (the default) the caller then waits up to
         ``timeout`` seconds for the thread to finish; from the hub, ``kill`` never waits.
+
+        A thread that ends because of a ``GreenletExit`` kill counts as successful (gevent's
+        convention): ``successful()`` is True, ``value`` is the ``GreenletExit`` instance and
+        ``get()`` returns it.  Any other kill exception is its ``exception``, raised by
+        ``get()``, but never logged as unhandled (the killer chose it).
         """
         if self._done:
             return
@@ -311,10 +320,17 @@ class GreenThread(_greenlet, Generic[T]):
         Cancelling the Deferred kills the thread.  The Deferred takes over the thread's
         exception, so an unhandled one is reported by Twisted's Deferred machinery instead.
         """
-        d: Deferred[T] = Deferred(lambda _: self.kill(block=False))
+        cancelled = False
+
+        def cancel(_: Deferred[T]) -> None:
+            nonlocal cancelled
+            cancelled = True  # Twisted errbacks d with CancelledError once we return
+            self.kill(block=False)
+
+        d: Deferred[T] = Deferred(cancel)
 
         def fire(gt: GreenThread[T]) -> None:
-            if d.called:
+            if d.called or cancelled:
                 return
             exc = gt._exception
             gt._retrieved()

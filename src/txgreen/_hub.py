@@ -224,6 +224,12 @@ class Hub:
 
     def in_hub(self) -> bool:
         """True when the caller runs in the hub greenlet."""
+        if (
+            self.greenlet is None
+            and self.reactor.running
+            and threadable.ioThread == threading.get_ident()
+        ):
+            self.ensure_greenlet()
         return getcurrent() is self.greenlet
 
     def check_can_block(self, cur: _greenlet, what: str) -> bool:

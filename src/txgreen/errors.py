@@ -1,8 +1,9 @@
 """The exceptions txgreen raises.
 
 Every error a user can cause or meet has a named class here, so code can catch exactly what it
-expects and messages can say how to fix the problem.  ``Timeout`` lives in :mod:`txgreen._timeout`
-(it is also a context manager) and is re-exported as ``txgreen.Timeout`` and from here.
+expects and messages can say how to fix the problem.  Two more live with the code that raises
+them and are imported from ``txgreen``: ``txgreen.Timeout`` (also a context manager, so it lives
+in its own module) and ``txgreen.ReactorAlreadyRunning`` (raised by ``txgreen.run``).
 """
 
 from __future__ import annotations

@@ -213,12 +213,21 @@ def _wrap(
 ) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
-        d = run_green_test(fn, kwargs, name=name, deadline=deadline, leak_check=leak_check)
         if under_pytest_twisted:
-            return d
+            # pytest-twisted calls us in the hub and waits for the Deferred.
+            return run_green_test(fn, kwargs, name=name, deadline=deadline, leak_check=leak_check)
+        # Without pytest-twisted we are in the main greenlet and block on txgreen's own hub.
+        # Start it (and so the reactor) before the test, so that the reactor's start-up (its
+        # waker readers) is not counted as the test's leak.
+        from twisted.internet import reactor, task
+
         from txgreen import block_on
 
-        return block_on(d)
+        if not reactor.running:
+            block_on(task.deferLater(reactor, 0, lambda: None))
+        return block_on(
+            run_green_test(fn, kwargs, name=name, deadline=deadline, leak_check=leak_check)
+        )
 
     return wrapper
 

@@ -1,0 +1,147 @@
+"""Signals and exit exceptions end a ``txgreen.run`` program promptly and cleanly, per reactor.
+
+tests/scripts/signal_target.py blocks in ``block_on`` until something ends it; its shutdown
+triggers, the woken threads and an atexit hook (listing live OS threads and child processes)
+print what happened.  All the processes start at once; each test then drives its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.single_reactor,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the scripts read /proc"),
+]
+
+SCRIPTS = Path(__file__).parent / "scripts"
+REACTORS = ["default", "epoll", "poll", "select", "asyncio"]
+REACTOR_CLASS = {
+    "default": "EPollReactor",  # Twisted's default on Linux
+    "epoll": "EPollReactor",
+    "poll": "PollReactor",
+    "select": "SelectReactor",
+    "asyncio": "AsyncioSelectorReactor",
+}
+SIGNALS = [signal.SIGINT, signal.SIGTERM]
+GREEN_EXITS = ["green-keyboardinterrupt", "green-systemexit"]
+# An exit exception in a green thread does not involve the reactor's signal handling, only how
+# its loop stops: Twisted's own main loop or asyncio's (each process costs ~0.3 s of CPU).
+MAIN_LOOPS = ["default", "asyncio"]
+TIMEOUT = 30
+PROMPT = 5.0  # seconds from the signal to the exit
+
+
+def start(reactor: str, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "signal_target.py"), reactor, mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=SCRIPTS,
+    )
+
+
+@pytest.fixture(scope="module")
+def procs() -> Iterator[dict[tuple[str, str, int], subprocess.Popen[str]]]:
+    started = {
+        **{(r, "wait", int(s)): start(r, "wait") for r in REACTORS for s in SIGNALS},
+        **{(r, mode, 0): start(r, mode) for r in MAIN_LOOPS for mode in GREEN_EXITS},
+    }
+    yield started
+    for p in started.values():  # a test that failed half-way may leave its process running
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=TIMEOUT)
+
+
+def read_until_ready(p: subprocess.Popen[str]) -> list[str]:
+    """Read ``p``'s stdout lines up to and including the one starting with 'ready'."""
+    assert p.stdout is not None
+    lines: list[str] = []
+    watchdog = threading.Timer(TIMEOUT, p.kill)  # a hung script: readline() then sees EOF
+    watchdog.start()
+    try:
+        while not (lines and lines[-1].startswith("ready")):
+            line = p.stdout.readline()
+            assert line, f"the script ended before it was ready; got {lines}"
+            lines.append(line.rstrip("\n"))
+    finally:
+        watchdog.cancel()
+    return lines
+
+
+def expected_stdout(reactor: str, raised: str) -> list[str]:
+    return [
+        f"reactor: {REACTOR_CLASS[reactor]}",
+        "worker: ran in a pool thread",
+        "ready helper parked: True",
+        "trigger: before shutdown",
+        # Both green threads blocked at the stop are woken, in the order they parked.
+        "helper: woken by ReactorStopped",
+        "main: woken by ReactorStopped",
+        "trigger: after shutdown",
+        f"run raised: {raised}",
+        # Nothing left behind: only the main thread (the pool's worker is gone), no children.
+        "atexit: threads ['MainThread'] children []",
+    ]
+
+
+@pytest.mark.parametrize("reactor", REACTORS)
+@pytest.mark.parametrize("sig", SIGNALS, ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_blocked_program(
+    procs: dict[tuple[str, str, int], subprocess.Popen[str]], reactor: str, sig: signal.Signals
+) -> None:
+    p = procs[reactor, "wait", int(sig)]
+    before = read_until_ready(p)
+    sent = time.monotonic()
+    os.kill(p.pid, sig)
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert time.monotonic() - sent < PROMPT
+    lines = before + out.splitlines()
+    if sig == signal.SIGINT:
+        assert lines == expected_stdout(reactor, "KeyboardInterrupt ()")
+        # KeyboardInterrupt escaped from txgreen.run: Python printed it and, as for any
+        # uncaught KeyboardInterrupt, ended by SIGINT.
+        assert p.returncode == -signal.SIGINT
+        assert err.startswith("Traceback (most recent call last):\n")
+        assert re.search(r'File ".*signal_target\.py", line \d+, in <module>\n +txgreen\.run', err)
+        assert err.endswith("\nKeyboardInterrupt\n")
+    else:
+        assert lines == expected_stdout(reactor, "SystemExit (143,)")
+        assert (p.returncode, err) == (143, "")
+
+
+@pytest.mark.parametrize("reactor", MAIN_LOOPS)
+def test_keyboard_interrupt_in_green_thread_stops_program(
+    procs: dict[tuple[str, str, int], subprocess.Popen[str]], reactor: str
+) -> None:
+    p = procs[reactor, "green-keyboardinterrupt", 0]
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert out.splitlines() == expected_stdout(
+        reactor, "KeyboardInterrupt ('from a green thread',)"
+    )
+    assert p.returncode == -signal.SIGINT
+    # The traceback is the green thread's: it shows where the exception was raised.
+    assert re.search(r'File ".*signal_target\.py", line \d+, in bad_thread\n +raise exc\n', err)
+    assert err.endswith("\nKeyboardInterrupt: from a green thread\n")
+
+
+@pytest.mark.parametrize("reactor", MAIN_LOOPS)
+def test_system_exit_in_green_thread_stops_program(
+    procs: dict[tuple[str, str, int], subprocess.Popen[str]], reactor: str
+) -> None:
+    p = procs[reactor, "green-systemexit", 0]
+    out, err = p.communicate(timeout=TIMEOUT)
+    assert out.splitlines() == expected_stdout(reactor, "SystemExit (3,)")
+    assert (p.returncode, err) == (3, "")
