@@ -284,3 +284,20 @@ def test_green_thread_keeps_running_while_a_worker_waits() -> None:
     assert txgreen.spawn(lambda: "spawned").get() == "spawned"
     d.callback("done")
     assert txgreen.block_on(result) == "done"
+
+
+def test_with_timeout_in_a_worker_is_a_clear_error() -> None:
+    # A ``with Timeout`` deadline interrupts green threads; a worker must use timeout= instead.
+    d: Deferred[None] = Deferred()
+
+    def worker() -> None:
+        with txgreen.Timeout(30):
+            txgreen.block_on(d)
+
+    outcome = in_worker(message_of(worker))
+    assert outcome.startswith(
+        "NotInReactorThreadError: txgreen.Timeout was called from an OS thread that is not the "
+        "reactor's"
+    )
+    assert "txgreen.block_on()" in outcome
+    assert not d.called  # the error came before any wait

@@ -223,7 +223,6 @@ class Run:
     outlines: list[str]
     errlines: list[str]
     results: dict[str, dict[str, Any]]
-    seconds: float
 
     def outcome(self, name: str) -> str:
         return str(self.results[name]["outcome"])
@@ -259,9 +258,7 @@ def run(pytester: pytest.Pytester, scenario: str) -> Run:
             "-p", "no:cacheprovider", "--tb=short", *args, timeout=60
         )
         results = json.loads((pytester.path / "txgreen-results.json").read_text())
-        _runs[scenario] = Run(
-            result.ret, result.outlines, result.errlines, results, result.duration
-        )
+        _runs[scenario] = Run(result.ret, result.outlines, result.errlines, results)
     return _runs[scenario]
 
 

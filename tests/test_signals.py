@@ -42,6 +42,12 @@ TIMEOUT = 30
 PROMPT = 5.0  # seconds from the signal to the exit
 
 
+def default_sigint() -> None:
+    # A parent that ignores SIGINT (a background job of a non-interactive shell, some CI
+    # runners) passes that on; Python and Twisted then leave SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(reactor: str, mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(SCRIPTS / "signal_target.py"), reactor, mode],
@@ -49,6 +55,7 @@ def start(reactor: str, mode: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=SCRIPTS,
+        preexec_fn=default_sigint,
     )
 
 

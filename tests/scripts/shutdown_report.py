@@ -129,11 +129,11 @@ def main() -> dict[str, txgreen.GreenThread[Any]]:
     gts["unstarted"] = txgreen.spawn_later(3600, unstarted)
     gts["uncaught"] = txgreen.spawn(txgreen.block_on, defer.Deferred())
     # Every spawned thread starts and parks before this returns (the ready queue is FIFO);
-    # the worker thread tells us once it is about to block.
+    # the deferToThread worker tells us once it is registered as waiting.
     txgreen.sleep(0)
     txgreen.block_on(parked_worker)
     events.append("all parked")
-    record("parked_states", {k: repr(g).split()[2] for k, g in gts.items()})
+    record("dead_before_stop", sorted(k for k, g in gts.items() if g.dead))
     return gts
 
 
