@@ -54,7 +54,6 @@ class ServerStats:
     def __init__(self) -> None:
         self.in_flight = 0
         self.max_in_flight = 0
-        self.answered = 0
 
 
 class SlowUpperServer(LineReceiver):
@@ -76,7 +75,6 @@ class SlowUpperServer(LineReceiver):
     def answer(self, line: bytes) -> None:
         self.timers = {t for t in self.timers if t.active()}
         self.stats.in_flight -= 1
-        self.stats.answered += 1
         self.sendLine(line.upper())  # type: ignore[no-untyped-call]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
