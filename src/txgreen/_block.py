@@ -84,21 +84,38 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     - Once the reactor has stopped it raises :class:`txgreen.ReactorStopped`.
     """
     cur = getcurrent()
-    if type(cur) is not GreenThread:
+    # Fast path, kept to a handful of attribute reads: a green thread and a Deferred that has
+    # fired, is not waiting on another Deferred, and whose callback chain is not in the middle
+    # of running (a green thread resumed from inside that chain may have added callbacks that
+    # have not run yet, so d.result is not final).
+    if (
+        cur.__class__ is GreenThread
+        and awaitable.__class__ is Deferred
+        and awaitable.called
+        and not awaitable.paused
+        and not awaitable._runningCallbacks
+    ):
+        result = awaitable.result
+        if not isinstance(result, Failure):
+            return result
+    return _block(cur, awaitable, timeout)
+
+
+def _block(cur: Any, awaitable: Any, timeout: float | None) -> Any:
+    """Everything but the fast path: checks, conversion, failures and the real wait."""
+    if cur.__class__ is GreenThread:
+        hub = cur.hub
+    else:
         hub = get_hub()
         if not hub.check_can_block(cur, "block_on()"):
             return _block_from_thread(hub, awaitable, timeout)
-    d = awaitable if type(awaitable) is Deferred else as_deferred(awaitable)
-    # Fast path: fired, not waiting on another Deferred, and its callback chain is not in the
-    # middle of running (a green thread resumed from inside that chain may have added callbacks
-    # that have not run yet, so d.result is not final).
+    d = awaitable if isinstance(awaitable, Deferred) else as_deferred(awaitable)
     if d.called and not d.paused and not d._runningCallbacks:
         result = d.result
         if not isinstance(result, Failure):
             return result
         _mark_handled(d, result)
         result.raiseException()
-    hub = cur.hub if type(cur) is GreenThread else get_hub()
     waiter = Waiter(hub, cur)
     d.addBoth(waiter.on_result)
     try:
