@@ -108,16 +108,8 @@ class Waiter:
         if self.active:
             if isinstance(result, Failure):
                 self.resume_later(result)
-                return result
-            # The hot path of every block_on: Waiter.resume, inlined.
-            self.active = False
-            self.value = result
-            self.exc = None
-            hub = self.hub
-            if getcurrent() is hub.greenlet:
-                hub.switch_to(self.greenlet, self)
             else:
-                hub.schedule(hub.switch_waiter, self)
+                self.resume(result)
         return result
 
 
