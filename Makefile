@@ -37,7 +37,7 @@ reactors: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py --smoke
 
-test: lint typecheck pytest reactors bench-smoke
+test: lint typecheck docs pytest reactors bench-smoke
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
