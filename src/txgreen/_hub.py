@@ -90,14 +90,21 @@ class Waiter:
             hub.schedule(hub.switch_waiter, self)
         return True
 
-    def resume_later(self, value: Any = None) -> None:
-        """Like :meth:`resume` but always through the ready queue (never a nested switch)."""
-        if self.active:
-            self.active = False
-            self.value = value
-            self.exc = None
-            hub = self.hub
-            hub.schedule(hub.switch_waiter, self)
+    def resume_later(self, value: Any = None, exc: BaseException | None = None) -> bool:
+        """Like :meth:`resume` but never switches: the wake-up always goes on the ready queue.
+
+        This is what code that may run in the hub uses when it must not be suspended by the
+        greenlet it wakes (``Event.set``, ``Queue.put_nowait``, ...).  False if the wait was
+        already completed.
+        """
+        if not self.active:
+            return False
+        self.active = False
+        self.value = value
+        self.exc = exc
+        hub = self.hub
+        hub.schedule(hub.switch_waiter, self)
+        return True
 
     def on_result(self, result: Any) -> Any:
         """Deferred callback: resume with the result and pass it on unchanged.
