@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import pytest
+from twisted.logger import LogEvent
+
+from support import is_unhandled_deferred_error, log_events
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -9,3 +15,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "single_reactor: the test does not depend on the installed reactor (for example it runs "
         "subprocesses that choose their own), so the extra per-reactor runs skip it",
     )
+
+
+@pytest.fixture
+def unhandled() -> Iterator[list[LogEvent]]:
+    """Collect every "Unhandled error in Deferred" that Twisted logs during the test."""
+    gc.collect()  # flush the garbage of earlier tests first
+    with log_events(is_unhandled_deferred_error) as events:
+        yield events

@@ -17,16 +17,13 @@ import greenlet
 import pytest
 from twisted.internet import defer, reactor, task
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 import txgreen
+from support import Boom, later
 
 R: Any = reactor  # the installed reactor, untyped (its module is typed as a plain module)
-
-
-class Boom(Exception):
-    """An exception no library code raises, so the test knows where it came from."""
 
 
 def explode(message: str) -> NoReturn:
@@ -38,32 +35,9 @@ def tb_names(exc: BaseException) -> list[str]:
     return [frame.name for frame in traceback.extract_tb(exc.__traceback__)]
 
 
-def later(value: Any, seconds: float = 0) -> Deferred[Any]:
-    """A Deferred that the reactor fires with ``value`` on a later iteration."""
-    return task.deferLater(R, seconds, lambda: value)
-
-
 def clock_later(clock: task.Clock, seconds: float, value: Any) -> Deferred[Any]:
     """A Deferred that ``clock`` fires with ``value`` once advanced by ``seconds``."""
     return task.deferLater(cast(Any, clock), seconds, lambda: value)
-
-
-@pytest.fixture
-def unhandled() -> Iterator[list[LogEvent]]:
-    """Collect every "Unhandled error in Deferred" that Twisted logs during the test."""
-    gc.collect()  # flush garbage of earlier tests first
-    events: list[LogEvent] = []
-
-    def observer(event: LogEvent) -> None:
-        if "Unhandled error in Deferred" in (event.get("log_format") or ""):
-            events.append(event)
-
-    obs = cast(ILogObserver, observer)
-    globalLogPublisher.addObserver(obs)
-    try:
-        yield events
-    finally:
-        globalLogPublisher.removeObserver(obs)
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:

@@ -13,23 +13,19 @@ from __future__ import annotations
 import gc
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar, cast
 
-import pytest
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 import txgreen
+from support import Boom
 
 R: Any = reactor
 T = TypeVar("T")
-
-
-class Boom(Exception):
-    pass
 
 
 def explode(message: str) -> NoReturn:
@@ -88,24 +84,6 @@ def message_of(fn: Callable[[], object]) -> Callable[[], str]:
         return "no exception"
 
     return wrapper
-
-
-@pytest.fixture
-def unhandled() -> Iterator[list[LogEvent]]:
-    """Collect every "Unhandled error in Deferred" that Twisted logs during the test."""
-    gc.collect()
-    events: list[LogEvent] = []
-
-    def observer(event: LogEvent) -> None:
-        if "Unhandled error in Deferred" in (event.get("log_format") or ""):
-            events.append(event)
-
-    obs = cast(ILogObserver, observer)
-    globalLogPublisher.addObserver(obs)
-    try:
-        yield events
-    finally:
-        globalLogPublisher.removeObserver(obs)
 
 
 def test_worker_waits_for_a_deferred_fired_by_the_reactor() -> None:

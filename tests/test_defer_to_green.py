@@ -8,39 +8,22 @@ import gc
 import inspect
 import traceback
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar, cast
+from contextlib import AbstractContextManager
+from typing import Any, NoReturn, cast
 
 import pytest
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 import txgreen
+from support import Boom, in_reactor_callback, later, log_events
 from txgreen import GreenletExit
 
 R: Any = reactor  # the installed reactor, untyped (its module is typed as a plain module)
-T = TypeVar("T")
-
-
-class Boom(Exception):
-    """An exception no library code raises, so the test knows where it came from."""
-
-
-def later(value: T, seconds: float = 0) -> Deferred[T]:
-    """A Deferred that the reactor fires with ``value`` on a later iteration."""
-    return task.deferLater(R, seconds, lambda: value)
-
-
-def in_reactor_callback(fn: Callable[[], Deferred[T]]) -> Deferred[T]:
-    """Call ``fn`` soon from a reactor callback (in the hub); a Deferred of its outcome."""
-    result: Deferred[T] = Deferred()
-    R.callLater(0, lambda: defer.maybeDeferred(fn).chainDeferred(result))
-    return result
 
 
 def tb_names(tb: Any) -> list[str]:
@@ -72,6 +55,20 @@ def green_fail(message: str) -> NoReturn:
     fetch_then_fail(message)
 
 
+def expect_fetch_then_fail(d: Deferred[Any], message: str) -> Deferred[None]:
+    """``d`` checked to fail (within 5 s) with the Boom(``message``) that fetch_then_fail raised."""
+
+    def unexpected(value: object) -> None:
+        raise AssertionError(f"expected a failure, got {value!r}")
+
+    def check(failure: Failure) -> None:
+        assert type(failure.value) is Boom
+        assert str(failure.value) == message
+        assert "fetch_then_fail" in failure.getTraceback()
+
+    return d.addCallbacks(unexpected, check).addTimeout(5, R)
+
+
 # -- defer_to_green ----------------------------------------------------------------------------
 
 
@@ -99,16 +96,7 @@ def test_defer_to_green_from_the_hub_returns_a_deferred_of_the_result() -> Defer
 @pytest.mark.in_hub
 def test_defer_to_green_from_the_hub_propagates_the_failure() -> Deferred[None]:
     d = txgreen.defer_to_green(fetch_then_fail, "failed after blocking")
-
-    def unexpected(value: object) -> None:
-        raise AssertionError(f"expected a failure, got {value!r}")
-
-    def check(failure: Failure) -> None:
-        assert type(failure.value) is Boom
-        assert str(failure.value) == "failed after blocking"
-        assert "fetch_then_fail" in failure.getTraceback()
-
-    return d.addCallbacks(unexpected, check).addTimeout(5, R)
+    return expect_fetch_then_fail(d, "failed after blocking")
 
 
 def test_defer_to_green_from_a_call_later_callback() -> None:
@@ -238,15 +226,7 @@ def test_green_function_called_from_the_hub() -> Deferred[None]:
 
 @pytest.mark.in_hub
 def test_green_function_failure_from_the_hub() -> Deferred[None]:
-    def unexpected(value: object) -> None:
-        raise AssertionError(f"expected a failure, got {value!r}")
-
-    def check(failure: Failure) -> None:
-        assert type(failure.value) is Boom
-        assert str(failure.value) == "green failure"
-        assert "fetch_then_fail" in failure.getTraceback()
-
-    return green_fail("green failure").addCallbacks(unexpected, check).addTimeout(5, R)
+    return expect_fetch_then_fail(green_fail("green failure"), "green failure")
 
 
 def test_green_function_as_a_deferred_callback() -> None:
@@ -304,21 +284,9 @@ def test_green_method_on_a_protocol() -> None:
 # -- unhandled failures ------------------------------------------------------------------------
 
 
-@contextmanager
-def logged_failures() -> Iterator[list[LogEvent]]:
+def logged_failures() -> AbstractContextManager[list[LogEvent]]:
     gc.collect()  # flush the garbage of earlier tests first
-    events: list[LogEvent] = []
-
-    def observer(event: LogEvent) -> None:
-        if "log_failure" in event:
-            events.append(event)
-
-    obs = cast(ILogObserver, observer)
-    globalLogPublisher.addObserver(obs)
-    try:
-        yield events
-    finally:
-        globalLogPublisher.removeObserver(obs)
+    return log_events(lambda e: "log_failure" in e)
 
 
 def test_unhandled_failure_is_reported_once_by_the_deferred() -> None:

@@ -16,25 +16,21 @@ import sys
 import textwrap
 import traceback
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar, cast
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, NoReturn
 
 import pytest
 from twisted.internet import defer, reactor, task
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, formatEvent
 from twisted.python.failure import Failure
 
 import txgreen
+from support import Boom, in_reactor_callback, log_events
 from txgreen import GreenletExit, GreenThread
 
 R: Any = reactor  # the installed reactor, untyped (its module is typed as a plain module)
-T = TypeVar("T")
-
-
-class Boom(Exception):
-    """An exception no library code raises, so the test knows where it came from."""
 
 
 def explode(exc: BaseException) -> NoReturn:
@@ -61,28 +57,25 @@ def blocker(cancelled: list[str] | None = None) -> Deferred[Any]:
     return Deferred(canceller)
 
 
-def in_reactor_callback(fn: Callable[[], Deferred[T]]) -> Deferred[T]:
-    """Call ``fn`` from a reactor callback (in the hub) soon; a Deferred of its outcome."""
-    result: Deferred[T] = Deferred()
-    R.callLater(0, lambda: defer.maybeDeferred(fn).chainDeferred(result))
-    return result
+def spawn_blocked(cancelled: list[str], steps: list[str]) -> GreenThread[None]:
+    """A thread that has started and is blocked on ``blocker(cancelled)``; it adds "after
+    block_on" to ``steps`` if that wait ever returns, and "finally" when it ends."""
+
+    def work() -> None:
+        try:
+            txgreen.block_on(blocker(cancelled))
+            steps.append("after block_on")
+        finally:
+            steps.append("finally")
+
+    gt = txgreen.spawn(work)
+    txgreen.sleep(0)
+    return gt
 
 
-@contextmanager
-def txgreen_failures() -> Iterator[list[LogEvent]]:
+def txgreen_failures() -> AbstractContextManager[list[LogEvent]]:
     """Collect the failures txgreen logs (its namespace, with a ``log_failure``)."""
-    events: list[LogEvent] = []
-
-    def observer(event: LogEvent) -> None:
-        if event.get("log_namespace") == "txgreen" and "log_failure" in event:
-            events.append(event)
-
-    obs = cast(ILogObserver, observer)
-    globalLogPublisher.addObserver(obs)
-    try:
-        yield events
-    finally:
-        globalLogPublisher.removeObserver(obs)
+    return log_events(lambda e: e.get("log_namespace") == "txgreen" and "log_failure" in e)
 
 
 def collect_garbage(ref: Callable[[], object] | None = None) -> None:
@@ -291,16 +284,7 @@ def test_get_timeout_returns_a_result_that_arrives_in_time() -> None:
 def test_kill_a_blocked_thread() -> None:
     cancelled: list[str] = []
     steps: list[str] = []
-
-    def work() -> None:
-        try:
-            txgreen.block_on(blocker(cancelled))
-            steps.append("after block_on")
-        finally:
-            steps.append("finally")
-
-    gt = txgreen.spawn(work)
-    txgreen.sleep(0)
+    gt = spawn_blocked(cancelled, steps)
     assert steps == []
     gt.kill()
     # block=True: by the time kill() returns the thread is dead.
@@ -556,6 +540,11 @@ def test_greenletexit_value_is_documented() -> None:
 # -- state -------------------------------------------------------------------------------------
 
 
+def state(gt: GreenThread[Any]) -> tuple[bool, bool, bool, object, BaseException | None]:
+    """``(dead, ready(), successful(), value, exception)``."""
+    return gt.dead, gt.ready(), gt.successful(), gt.value, gt.exception
+
+
 def test_state_of_a_thread_through_its_life() -> None:
     gate: Deferred[str] = Deferred()
     inside: list[tuple[bool, bool, bool]] = []
@@ -569,32 +558,14 @@ def test_state_of_a_thread_through_its_life() -> None:
     gt = txgreen.spawn(work)
     box.append(gt)
     # Not started yet.
-    assert (gt.dead, gt.ready(), gt.successful(), gt.value, gt.exception) == (
-        False,
-        False,
-        False,
-        None,
-        None,
-    )
+    assert state(gt) == (False, False, False, None, None)
     txgreen.sleep(0)
     assert inside == [(False, False, False)]
     # Started and waiting.
-    assert (gt.dead, gt.ready(), gt.successful(), gt.value, gt.exception) == (
-        False,
-        False,
-        False,
-        None,
-        None,
-    )
+    assert state(gt) == (False, False, False, None, None)
     gate.callback("result")
     gt.join()
-    assert (gt.dead, gt.ready(), gt.successful(), gt.value, gt.exception) == (
-        True,
-        True,
-        True,
-        "result",
-        None,
-    )
+    assert state(gt) == (True, True, True, "result", None)
 
 
 def test_state_of_a_failed_thread() -> None:
@@ -751,15 +722,7 @@ def test_to_deferred_failure_raised_by_block_on_keeps_the_traceback() -> None:
 def test_cancelling_to_deferred_kills_the_thread() -> None:
     cancelled: list[str] = []
     steps: list[str] = []
-
-    def work() -> None:
-        try:
-            txgreen.block_on(blocker(cancelled))
-        finally:
-            steps.append("finally")
-
-    gt = txgreen.spawn(work)
-    txgreen.sleep(0)
+    gt = spawn_blocked(cancelled, steps)
     d = gt.to_deferred()
     d.cancel()
     with pytest.raises(CancelledError):
@@ -840,22 +803,28 @@ def logged(events: list[LogEvent], message: str) -> list[LogEvent]:
     return [e for e in events if str(e["log_failure"].value) == message]
 
 
-def drop(gt: GreenThread[Any]) -> Callable[[], GreenThread[Any] | None]:
-    """A weak reference to ``gt``; the caller then deletes its own reference."""
-    return weakref.ref(gt)
+def logged_once_collected(make: Callable[[], GreenThread[Any]], message: str) -> list[LogEvent]:
+    """What txgreen logs about ``message`` while ``make()`` runs and then once the thread it
+    returns is garbage-collected (``make`` keeps no reference to it: its locals are gone)."""
+    with txgreen_failures() as events:
+        ref = weakref.ref(make())
+        collect_garbage(ref)
+        assert ref() is None
+    return logged(events, message)
 
 
 def test_unretrieved_exception_is_logged_with_its_traceback() -> None:
     message = "nobody looked (logged)"
-    with txgreen_failures() as events:
+    names: list[str] = []
+
+    def make() -> GreenThread[Any]:
         gt = txgreen.spawn(explode, Boom(message))
         assert gt.join() is True
-        name = gt.name
-        ref = drop(gt)
-        del gt
-        collect_garbage(ref)
-        assert ref() is None
-    [event] = logged(events, message)
+        names.append(gt.name)
+        return gt
+
+    [event] = logged_once_collected(make, message)
+    [name] = names
     failure = event["log_failure"]
     assert isinstance(failure, Failure)
     assert type(failure.value) is Boom
@@ -866,19 +835,38 @@ def test_unretrieved_exception_is_logged_with_its_traceback() -> None:
 
 def test_unretrieved_exception_is_not_logged_while_the_thread_is_alive() -> None:
     message = "nobody looked yet"
-    with txgreen_failures() as events:
-        gt = txgreen.spawn(explode, Boom(message))
-        gt.join()
-        collect_garbage()
+
+    def make() -> GreenThread[Any]:
+        with txgreen_failures() as events:
+            gt = txgreen.spawn(explode, Boom(message))
+            gt.join()
+            collect_garbage()
         assert logged(events, message) == []
         exc = gt.exception  # now retrieved: never logged
         assert isinstance(exc, Boom)
         del exc
-        ref = drop(gt)
-        del gt
-        collect_garbage(ref)
-        assert ref() is None
-    assert logged(events, message) == []
+        return gt
+
+    assert logged_once_collected(make, message) == []
+
+
+def _kill_blocked(exc: BaseException) -> GreenThread[Any]:
+    gt = txgreen.spawn(txgreen.block_on, blocker())
+    txgreen.sleep(0)
+    gt.kill(exc)
+    return gt
+
+
+def _kill_before_start(exc: BaseException) -> GreenThread[Any]:
+    gt = txgreen.spawn(lambda: None)
+    gt.kill(exc)
+    return gt
+
+
+def _raise_and_join(exc: BaseException) -> GreenThread[Any]:
+    gt = txgreen.spawn(explode, exc)
+    gt.join()
+    return gt
 
 
 @pytest.mark.parametrize(
@@ -893,63 +881,48 @@ def test_retrieved_exception_is_not_logged(
     retrieve: Callable[[GreenThread[Any]], Callable[[], object]],
 ) -> None:
     message = "retrieved"
-    with txgreen_failures() as events:
-        gt = txgreen.spawn(explode, Boom(message))
-        gt.join()
+
+    def make() -> GreenThread[Any]:
+        gt = _raise_and_join(Boom(message))
         with pytest.raises(Boom, match=f"^{message}$"):
             retrieve(gt)()
-        ref = drop(gt)
-        del gt
-        collect_garbage(ref)
-        assert ref() is None
-    assert logged(events, message) == []
+        return gt
+
+    assert logged_once_collected(make, message) == []
 
 
-def test_exception_from_a_kill_is_not_logged() -> None:
-    message = "from the killer"
-    with txgreen_failures() as events:
-        gt = txgreen.spawn(txgreen.block_on, blocker())
-        txgreen.sleep(0)
-        gt.kill(Boom(message))
+@pytest.mark.parametrize(
+    ("end", "message"),
+    [
+        pytest.param(_kill_blocked, "from the killer", id="kill"),
+        pytest.param(_kill_before_start, "killed before it started", id="kill-before-start"),
+    ],
+)
+def test_exception_from_a_kill_is_not_logged(
+    end: Callable[[BaseException], GreenThread[Any]], message: str
+) -> None:
+    def make() -> GreenThread[Any]:
+        gt = end(Boom(message))
         assert gt.dead
-        ref = drop(gt)
-        del gt
-        collect_garbage(ref)
-        assert ref() is None
-    assert logged(events, message) == []
+        return gt
+
+    assert logged_once_collected(make, message) == []
 
 
-def test_exception_from_a_kill_before_start_is_not_logged() -> None:
-    message = "killed before it started"
-    with txgreen_failures() as events:
-        gt = txgreen.spawn(lambda: None)
-        gt.kill(Boom(message))
-        assert gt.dead
-        ref = drop(gt)
-        del gt
-        collect_garbage(ref)
-        assert ref() is None
-    assert logged(events, message) == []
-
-
-@pytest.mark.parametrize("how", ["kill", "raise"])
-def test_greenletexit_is_not_logged(how: str) -> None:
+@pytest.mark.parametrize(
+    "end",
+    [pytest.param(_kill_blocked, id="kill"), pytest.param(_raise_and_join, id="raise")],
+)
+def test_greenletexit_is_not_logged(end: Callable[[BaseException], GreenThread[Any]]) -> None:
     message = "plain exit"
-    with txgreen_failures() as events:
-        if how == "kill":
-            gt = txgreen.spawn(txgreen.block_on, blocker())
-            txgreen.sleep(0)
-            gt.kill(GreenletExit(message))
-        else:
-            gt = txgreen.spawn(explode, GreenletExit(message))
-            gt.join()
+
+    def make() -> GreenThread[Any]:
+        gt = end(GreenletExit(message))
         assert gt.successful()
         assert str(gt.value) == message
-        ref = drop(gt)
-        del gt
-        collect_garbage(ref)
-        assert ref() is None
-    assert logged(events, message) == []
+        return gt
+
+    assert logged_once_collected(make, message) == []
 
 
 # -- repr --------------------------------------------------------------------------------------

@@ -12,55 +12,23 @@ as much as its slowest process.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.single_reactor,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the scripts read /proc"),
-]
+from support import (
+    MAIN_LOOPS,
+    REACTOR_CLASS,
+    REACTORS,
+    SCRIPT_TEST_MARKS,
+    Finished,
+    in_parallel,
+    run_script,
+)
 
-SCRIPTS = Path(__file__).parent / "scripts"
-REACTORS = ["default", "epoll", "poll", "select", "asyncio"]
-REACTOR_CLASS = {
-    "default": "EPollReactor",  # Twisted's default on Linux
-    "epoll": "EPollReactor",
-    "poll": "PollReactor",
-    "select": "SelectReactor",
-    "asyncio": "AsyncioSelectorReactor",
-}
-# main's exception travels the same way whatever the reactor; only how the loop stops differs:
-# Twisted's own main loop or asyncio's (each process costs ~0.3 s of CPU).
-MAIN_LOOPS = ["default", "asyncio"]
-TIMEOUT = 30
+pytestmark = SCRIPT_TEST_MARKS
 
-
-@dataclass(frozen=True)
-class Finished:
-    returncode: int | None  # None: killed after TIMEOUT seconds
-    stdout: str
-    stderr: str
-
-
-def run_script(args: tuple[str, ...]) -> Finished:
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(SCRIPTS / args[0]), *args[1:]],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            cwd=SCRIPTS,
-        )
-    except subprocess.TimeoutExpired as e:
-        return Finished(None, str(e.stdout), str(e.stderr))
-    return Finished(proc.returncode, proc.stdout, proc.stderr)
-
-
+# main's exception travels the same way whatever the reactor (MAIN_LOOPS: only how the loop stops
+# differs).
 PLAN = [
     *[("implicit_hub.py", r) for r in REACTORS],
     *[("run_main.py", r, "ok") for r in REACTORS],
@@ -71,8 +39,7 @@ PLAN = [
 
 @pytest.fixture(scope="module")
 def runs() -> dict[tuple[str, ...], Finished]:
-    with ThreadPoolExecutor(max_workers=len(PLAN)) as pool:
-        return dict(zip(PLAN, pool.map(run_script, PLAN), strict=True))
+    return in_parallel(lambda args: run_script(*args), PLAN)
 
 
 def assert_lines(text: str, expected: list[str | re.Pattern[str]]) -> None:

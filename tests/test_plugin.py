@@ -262,13 +262,43 @@ def run(pytester: pytest.Pytester, scenario: str) -> Run:
     return _runs[scenario]
 
 
+# -- tests that pass in the runs ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "names"),
+    [
+        pytest.param(
+            "strict",
+            ["test_marked_green_blocks", "test_hypothesis_green"],
+            id="strict-marked-green-test-blocks",
+        ),
+        # in_hub() is right in the hub from the start, before anything made txgreen adopt
+        # pytest-twisted's greenlet as its hub.
+        pytest.param(
+            "strict", ["test_unmarked_first_is_in_hub"], id="strict-in-hub-before-any-green-test"
+        ),
+        pytest.param("strict", ["test_reactor_option"], id="reactor-option-installs-poll"),
+        pytest.param(
+            "auto",
+            ["test_sync_is_green", "test_hypothesis_auto"],
+            id="auto-mode-runs-sync-tests-green",
+        ),
+        pytest.param(
+            "auto",
+            ["test_async_def_stays_in_hub", "test_inline_callbacks_stays_in_hub"],
+            id="auto-mode-leaves-deferred-tests-in-hub",
+        ),
+        pytest.param("auto", ["test_in_hub_marker"], id="in-hub-marker"),
+    ],
+)
+def test_passes(pytester: pytest.Pytester, scenario: str, names: list[str]) -> None:
+    r = run(pytester, scenario)
+    for name in names:
+        assert r.outcome(name) == "passed", r.results
+
+
 # -- strict mode ----------------------------------------------------------------------------------
-
-
-def test_strict_marked_green_test_blocks(pytester: pytest.Pytester) -> None:
-    r = run(pytester, "strict")
-    assert r.outcome("test_marked_green_blocks") == "passed", r.results
-    assert r.outcome("test_hypothesis_green") == "passed", r.results
 
 
 def test_strict_unmarked_test_runs_in_hub(pytester: pytest.Pytester) -> None:
@@ -283,18 +313,6 @@ def test_strict_unmarked_test_runs_in_hub(pytester: pytest.Pytester) -> None:
         "callbacks, or decorate the callback with @txgreen.green so it returns a Deferred. In "
         "tests, mark the test @pytest.mark.green (or set txgreen_mode = auto)."
     )
-
-
-def test_strict_in_hub_before_any_green_test(pytester: pytest.Pytester) -> None:
-    # in_hub() is right in the hub from the start, before anything made txgreen adopt
-    # pytest-twisted's greenlet as its hub.
-    r = run(pytester, "strict")
-    assert r.outcome("test_unmarked_first_is_in_hub") == "passed", r.results
-
-
-def test_reactor_option_installs_poll(pytester: pytest.Pytester) -> None:
-    r = run(pytester, "strict")
-    assert r.outcome("test_reactor_option") == "passed", r.results
 
 
 def assert_deadline_failure(r: Run, name: str, deadline: float) -> None:
@@ -348,23 +366,6 @@ def test_strict_run_summary(pytester: pytest.Pytester) -> None:
 
 
 # -- auto mode ------------------------------------------------------------------------------------
-
-
-def test_auto_mode_runs_sync_tests_green(pytester: pytest.Pytester) -> None:
-    r = run(pytester, "auto")
-    assert r.outcome("test_sync_is_green") == "passed", r.results
-    assert r.outcome("test_hypothesis_auto") == "passed", r.results
-
-
-def test_auto_mode_leaves_deferred_tests_in_hub(pytester: pytest.Pytester) -> None:
-    r = run(pytester, "auto")
-    assert r.outcome("test_async_def_stays_in_hub") == "passed", r.results
-    assert r.outcome("test_inline_callbacks_stays_in_hub") == "passed", r.results
-
-
-def test_in_hub_marker(pytester: pytest.Pytester) -> None:
-    r = run(pytester, "auto")
-    assert r.outcome("test_in_hub_marker") == "passed", r.results
 
 
 def test_ini_timeout_is_a_reactor_deadline(pytester: pytest.Pytester) -> None:

@@ -8,43 +8,31 @@ once per reactor, all reactors at once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytestmark = [
-    pytest.mark.single_reactor,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the scripts read /proc"),
-]
+from support import REACTOR_CLASS, REACTORS, SCRIPT_TEST_MARKS, in_parallel, run_script
 
-SCRIPTS = Path(__file__).parent / "scripts"
-REACTORS = ["default", "epoll", "poll", "select", "asyncio"]
-REACTOR_CLASS = {
-    "default": "EPollReactor",  # Twisted's default on Linux
-    "epoll": "EPollReactor",
-    "poll": "PollReactor",
-    "select": "SelectReactor",
-    "asyncio": "AsyncioSelectorReactor",
-}
+pytestmark = SCRIPT_TEST_MARKS
+
 STOPPED = (
     "ReactorStopped: the reactor has stopped, so this call can never complete; "
     "green threads cannot block once the reactor is shut down"
 )
 NO_SPAWN = "ReactorStopped: cannot spawn a green thread: the reactor has stopped"
+# The state of a thread that ReactorStopped ended (it did not catch it, or had not started).
+ENDED_BY_REACTOR_STOPPED = {
+    "dead": True,
+    "successful": False,
+    "exception": "ReactorStopped",
+    "value": None,
+}
 
 
 def shutdown_report(reactor: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "shutdown_report.py"), reactor],
-        capture_output=True,
-        text=True,
-        timeout=30,  # a wait that ReactorStopped failed to end shows up as this timeout
-        cwd=SCRIPTS,
-    )
+    # A wait that ReactorStopped failed to end shows up as a timeout: returncode None.
+    proc = run_script("shutdown_report.py", reactor)
     # Threads that got ReactorStopped (caught or not) log nothing.
     assert (proc.returncode, proc.stderr) == (0, "")
     report: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
@@ -54,8 +42,7 @@ def shutdown_report(reactor: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def reports() -> dict[str, dict[str, Any]]:
-    with ThreadPoolExecutor(max_workers=len(REACTORS)) as pool:
-        return dict(zip(REACTORS, pool.map(shutdown_report, REACTORS), strict=True))
+    return in_parallel(shutdown_report, REACTORS)
 
 
 @pytest.fixture(params=REACTORS)
@@ -82,12 +69,7 @@ def test_blocked_threads_get_reactor_stopped(report: dict[str, Any]) -> None:
 
 
 def test_uncaught_reactor_stopped_ends_the_thread(report: dict[str, Any]) -> None:
-    assert report["thread_states"]["uncaught"] == {
-        "dead": True,
-        "successful": False,
-        "exception": "ReactorStopped",
-        "value": None,
-    }
+    assert report["thread_states"]["uncaught"] == ENDED_BY_REACTOR_STOPPED
 
 
 def test_joiners_get_reactor_stopped(report: dict[str, Any]) -> None:
@@ -110,12 +92,7 @@ def test_unstarted_thread_finishes_with_reactor_stopped_without_running(
     report: dict[str, Any],
 ) -> None:
     assert report["unstarted_ran"] == []
-    assert report["thread_states"]["unstarted"] == {
-        "dead": True,
-        "successful": False,
-        "exception": "ReactorStopped",
-        "value": None,
-    }
+    assert report["thread_states"]["unstarted"] == ENDED_BY_REACTOR_STOPPED
 
 
 def test_block_spawn_run_after_stop(report: dict[str, Any]) -> None:

@@ -11,65 +11,44 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-pytestmark = [
-    pytest.mark.single_reactor,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the scripts read /proc"),
-]
+from support import (
+    MAIN_LOOPS,
+    REACTOR_CLASS,
+    REACTORS,
+    SCRIPT_TEST_MARKS,
+    TIMEOUT,
+    reaped,
+    start_script,
+)
 
-SCRIPTS = Path(__file__).parent / "scripts"
-REACTORS = ["default", "epoll", "poll", "select", "asyncio"]
-REACTOR_CLASS = {
-    "default": "EPollReactor",  # Twisted's default on Linux
-    "epoll": "EPollReactor",
-    "poll": "PollReactor",
-    "select": "SelectReactor",
-    "asyncio": "AsyncioSelectorReactor",
-}
+pytestmark = SCRIPT_TEST_MARKS
+
 SIGNALS = [signal.SIGINT, signal.SIGTERM]
+# An exit exception in a green thread does not involve the reactor's signal handling: these
+# runs use MAIN_LOOPS only.
 GREEN_EXITS = ["green-keyboardinterrupt", "green-systemexit"]
-# An exit exception in a green thread does not involve the reactor's signal handling, only how
-# its loop stops: Twisted's own main loop or asyncio's (each process costs ~0.3 s of CPU).
-MAIN_LOOPS = ["default", "asyncio"]
-TIMEOUT = 30
 PROMPT = 5.0  # seconds from the signal to the exit
 
 
-def default_sigint() -> None:
-    # A parent that ignores SIGINT (a background job of a non-interactive shell, some CI
-    # runners) passes that on; Python and Twisted then leave SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start(reactor: str, mode: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "signal_target.py"), reactor, mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=SCRIPTS,
-        preexec_fn=default_sigint,
-    )
+    return start_script("signal_target.py", reactor, mode)
 
 
 @pytest.fixture(scope="module")
 def procs() -> Iterator[dict[tuple[str, str, int], subprocess.Popen[str]]]:
-    started = {
-        **{(r, "wait", int(s)): start(r, "wait") for r in REACTORS for s in SIGNALS},
-        **{(r, mode, 0): start(r, mode) for r in MAIN_LOOPS for mode in GREEN_EXITS},
-    }
-    yield started
-    for p in started.values():  # a test that failed half-way may leave its process running
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=TIMEOUT)
+    with reaped(
+        {
+            **{(r, "wait", int(s)): start(r, "wait") for r in REACTORS for s in SIGNALS},
+            **{(r, mode, 0): start(r, mode) for r in MAIN_LOOPS for mode in GREEN_EXITS},
+        }
+    ) as started:
+        yield started
 
 
 def read_until_ready(p: subprocess.Popen[str]) -> list[str]:
@@ -130,25 +109,24 @@ def test_signal_stops_blocked_program(
 
 
 @pytest.mark.parametrize("reactor", MAIN_LOOPS)
-def test_keyboard_interrupt_in_green_thread_stops_program(
-    procs: dict[tuple[str, str, int], subprocess.Popen[str]], reactor: str
+@pytest.mark.parametrize(
+    ("mode", "raised"),
+    [
+        ("green-keyboardinterrupt", "KeyboardInterrupt ('from a green thread',)"),
+        ("green-systemexit", "SystemExit (3,)"),
+    ],
+    ids=["KeyboardInterrupt", "SystemExit"],
+)
+def test_exit_exception_in_green_thread_stops_program(
+    procs: dict[tuple[str, str, int], subprocess.Popen[str]], reactor: str, mode: str, raised: str
 ) -> None:
-    p = procs[reactor, "green-keyboardinterrupt", 0]
+    p = procs[reactor, mode, 0]
     out, err = p.communicate(timeout=TIMEOUT)
-    assert out.splitlines() == expected_stdout(
-        reactor, "KeyboardInterrupt ('from a green thread',)"
-    )
-    assert p.returncode == -signal.SIGINT
-    # The traceback is the green thread's: it shows where the exception was raised.
-    assert re.search(r'File ".*signal_target\.py", line \d+, in bad_thread\n +raise exc\n', err)
-    assert err.endswith("\nKeyboardInterrupt: from a green thread\n")
-
-
-@pytest.mark.parametrize("reactor", MAIN_LOOPS)
-def test_system_exit_in_green_thread_stops_program(
-    procs: dict[tuple[str, str, int], subprocess.Popen[str]], reactor: str
-) -> None:
-    p = procs[reactor, "green-systemexit", 0]
-    out, err = p.communicate(timeout=TIMEOUT)
-    assert out.splitlines() == expected_stdout(reactor, "SystemExit (3,)")
-    assert (p.returncode, err) == (3, "")
+    assert out.splitlines() == expected_stdout(reactor, raised)
+    if mode == "green-keyboardinterrupt":
+        assert p.returncode == -signal.SIGINT
+        # The traceback is the green thread's: it shows where the exception was raised.
+        assert re.search(r'File ".*signal_target\.py", line \d+, in bad_thread\n +raise exc\n', err)
+        assert err.endswith("\nKeyboardInterrupt: from a green thread\n")
+    else:
+        assert (p.returncode, err) == (3, "")

@@ -9,15 +9,17 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import pytest
 from twisted.internet import defer, reactor, task
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 import txgreen
+from support import later
 from txgreen import Timeout
 
 R: Any = reactor
@@ -29,10 +31,6 @@ LONG = 30.0  # a deadline that never passes during a test
 def never() -> Deferred[Any]:
     """A Deferred that nobody fires."""
     return Deferred()
-
-
-def later(value: Any, seconds: float = 0) -> Deferred[Any]:
-    return task.deferLater(R, seconds, lambda: value)
 
 
 def long_timers() -> set[Any]:
@@ -57,22 +55,21 @@ async def await_forever() -> None:
     await never()
 
 
-@pytest.fixture
-def unhandled() -> Iterator[list[LogEvent]]:
-    """Collect every "Unhandled error in Deferred" that Twisted logs during the test."""
-    gc.collect()
-    events: list[LogEvent] = []
+def timeout_raised_by(body: Callable[[], object]) -> Timeout:
+    """The Timeout ``body()`` raises (the test fails if it raises none)."""
+    with pytest.raises(Timeout) as info:
+        body()
+    return info.value
 
-    def observer(event: LogEvent) -> None:
-        if "Unhandled error in Deferred" in (event.get("log_format") or ""):
-            events.append(event)
 
-    obs = cast(ILogObserver, observer)
-    globalLogPublisher.addObserver(obs)
+@contextmanager
+def stuck_thread() -> Iterator[txgreen.GreenThread[None]]:
+    """A green thread that sleeps for good (killed at the end of the block)."""
+    stuck = txgreen.spawn(txgreen.sleep, LONG)
     try:
-        yield events
+        yield stuck
     finally:
-        globalLogPublisher.removeObserver(obs)
+        stuck.kill()
 
 
 # -- the exception ---------------------------------------------------------------------------
@@ -220,9 +217,7 @@ def test_with_timeout_raises_its_own_instance_and_cancels() -> None:
         with t:
             txgreen.block_on(d)
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is t
+    assert timeout_raised_by(body) is t
     assert t.expired
     assert not t.pending
     assert cancelled == [d]
@@ -248,30 +243,26 @@ def test_with_timeout_enter_returns_the_timeout() -> None:
     ],
 )
 def test_with_timeout_bounds_every_kind_of_blocking_call(kind: str) -> None:
-    stuck = txgreen.spawn(txgreen.sleep, LONG)
-    calls: dict[str, Callable[[], object]] = {
-        "block_on": lambda: txgreen.block_on(never()),
-        "block_on-coroutine": lambda: txgreen.block_on(await_forever()),
-        "block_on-own-longer-timeout": lambda: txgreen.block_on(never(), timeout=LONG),
-        "sleep": lambda: txgreen.sleep(LONG),
-        "join": lambda: stuck.join(),
-        "join-own-longer-timeout": lambda: stuck.join(timeout=LONG),
-        "get": lambda: stuck.get(),
-    }
     t = Timeout(SHORT)
     after: list[str] = []
+    with stuck_thread() as stuck:
+        calls: dict[str, Callable[[], object]] = {
+            "block_on": lambda: txgreen.block_on(never()),
+            "block_on-coroutine": lambda: txgreen.block_on(await_forever()),
+            "block_on-own-longer-timeout": lambda: txgreen.block_on(never(), timeout=LONG),
+            "sleep": lambda: txgreen.sleep(LONG),
+            "join": lambda: stuck.join(),
+            "join-own-longer-timeout": lambda: stuck.join(timeout=LONG),
+            "get": lambda: stuck.get(),
+        }
 
-    def body() -> None:
-        with t:
-            calls[kind]()
-            after.append("not reached")
+        def body() -> None:
+            with t:
+                calls[kind]()
+                after.append("not reached")
 
-    try:
-        with pytest.raises(Timeout) as info:
-            body()
-    finally:
-        stuck.kill()
-    assert info.value is t
+        raised = timeout_raised_by(body)
+    assert raised is t
     assert after == []
 
 
@@ -287,9 +278,7 @@ def test_with_timeout_bounds_the_block_as_a_whole() -> None:
             txgreen.sleep(0.06)
             done.append(2)
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is t
+    assert timeout_raised_by(body) is t
     assert done == [1]
 
 
@@ -314,9 +303,7 @@ def test_with_timeout_only_bounds_its_own_green_thread() -> None:
             helper.append(txgreen.spawn(txgreen.block_on, other))
             txgreen.block_on(never())
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is t
+    assert timeout_raised_by(body) is t
     (gt,) = helper
     assert not gt.dead  # the thread spawned inside the block was not interrupted
     other.callback("still fine")
@@ -479,9 +466,7 @@ def test_nested_outer_firing_inside_inner_propagates() -> None:
         with outer, inner:
             txgreen.block_on(never())
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is outer
+    assert timeout_raised_by(body) is outer
     assert outer.expired
     assert not inner.expired
     assert not inner.pending
@@ -497,9 +482,7 @@ def test_nested_outer_is_not_swallowed_by_silent_inner() -> None:
                 txgreen.block_on(never())
             steps.append("not reached: the inner block must not swallow the outer deadline")
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is outer
+    assert timeout_raised_by(body) is outer
     assert steps == []
     assert not inner.pending
 
@@ -516,9 +499,7 @@ def test_nested_handler_for_the_inner_one_lets_the_outer_through() -> None:
                 if e is not inner:
                     raise
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is outer
+    assert timeout_raised_by(body) is outer
 
 
 def test_block_on_own_timeout_inside_an_outer_block_raises_its_own() -> None:
@@ -537,27 +518,21 @@ def test_outer_block_beats_a_longer_block_on_timeout() -> None:
         with outer:
             txgreen.block_on(never(), timeout=LONG)
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is outer
+    assert timeout_raised_by(body) is outer
 
 
 def test_outer_block_is_not_taken_for_join_own_timeout() -> None:
     # join(timeout=) returns False for its own deadline; an enclosing one must still raise.
-    stuck = txgreen.spawn(txgreen.sleep, LONG)
     outer = Timeout(SHORT)
     joined: list[bool] = []
+    with stuck_thread() as stuck:
 
-    def body() -> None:
-        with outer:
-            joined.append(stuck.join(timeout=LONG))
+        def body() -> None:
+            with outer:
+                joined.append(stuck.join(timeout=LONG))
 
-    try:
-        with pytest.raises(Timeout) as info:
-            body()
-    finally:
-        stuck.kill()
-    assert info.value is outer
+        raised = timeout_raised_by(body)
+    assert raised is outer
     assert joined == []
 
 
@@ -600,9 +575,7 @@ def test_expiry_while_busy_is_raised_at_the_next_blocking_call() -> None:
             txgreen.block_on(d)
             steps.append("not reached")
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is t
+    assert timeout_raised_by(body) is t
     assert steps == [False, "non-blocking code ran"]
     assert cancelled == ["CancelledError"]
 
@@ -629,9 +602,7 @@ def test_expiry_after_the_result_arrived_is_raised_at_the_next_blocking_call() -
             txgreen.sleep(0)
             steps.append("not reached")
 
-    with pytest.raises(Timeout) as info:
-        body()
-    assert info.value is t
+    assert timeout_raised_by(body) is t
     assert steps == ["result", True, True]
 
 

@@ -20,6 +20,19 @@ from txgreen._greenthread import (
 )
 from txgreen._hub import get_hub
 from txgreen._run import ReactorAlreadyRunning, run
+from txgreen._threads import (
+    DaemonThreadPool,
+    InReactorThreadError,
+    QueueClosed,
+    QueueEmpty,
+    QueueFull,
+    ThreadPoolNotRunning,
+    ThreadQueue,
+    call_in_thread,
+    run_in_hub,
+    set_thread_pool_size,
+    threaded,
+)
 from txgreen._timeout import Timeout
 from txgreen.errors import (
     BlockingInHubError,
@@ -32,24 +45,35 @@ from txgreen.errors import (
 
 __all__ = [
     "BlockingInHubError",
+    "DaemonThreadPool",
     "GreenThread",
     "GreenletExit",
+    "InReactorThreadError",
     "NotInReactorThreadError",
+    "QueueClosed",
+    "QueueEmpty",
+    "QueueFull",
     "ReactorAlreadyRunning",
     "ReactorStopped",
     "TestDeadlineExceeded",
+    "ThreadPoolNotRunning",
+    "ThreadQueue",
     "Timeout",
     "TxgreenError",
     "UnexpectedSwitchError",
     "as_deferred",
     "block_on",
+    "call_in_thread",
     "defer_to_green",
     "get_hub",
     "green",
     "run",
+    "run_in_hub",
+    "set_thread_pool_size",
     "sleep",
     "spawn",
     "spawn_later",
+    "threaded",
 ]
 
 __version__ = "0.1.0"

@@ -38,7 +38,7 @@ from twisted.python import threadable
 from twisted.python.threadpool import ThreadPool
 
 from txgreen._block import block_on
-from txgreen._greenthread import GreenThread, spawn
+from txgreen._greenthread import GreenThread, _new_thread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._timeout import Timeout
 from txgreen.errors import ReactorStopped, TxgreenError
@@ -488,10 +488,9 @@ class ThreadQueue(Generic[T]):
         Raises :class:`QueueClosed` if the queue is closed (also while waiting) and
         :class:`txgreen.Timeout` if ``timeout`` seconds pass without room.
         """
-        hub: Hub | None = None
-        g: _greenlet | None = None
-        clock: Callable[[], float] = time.monotonic
-        deadline: float | None = None
+        hub, g = _caller("ThreadQueue.put()")
+        clock: Callable[[], float] = time.monotonic if g is None else hub.reactor.seconds
+        deadline = None if timeout is None else clock() + timeout
         first = True
         while True:
             with self._lock:
@@ -502,13 +501,6 @@ class ThreadQueue(Generic[T]):
                     if self._getters:
                         self._getters.popleft().wake()
                     return
-            if hub is None:
-                hub, g = _caller("ThreadQueue.put()")
-                if g is not None:
-                    clock = hub.reactor.seconds
-                if timeout is not None:
-                    deadline = clock() + timeout
-                continue  # check again, now that we are ready to wait
             self._wait(self._putters, hub, g, deadline, clock, timeout, first, "put")
             first = False
 
@@ -536,10 +528,9 @@ class ThreadQueue(Generic[T]):
         Raises :class:`QueueClosed` once the queue is closed and empty (also while waiting)
         and :class:`txgreen.Timeout` if ``timeout`` seconds pass without an item.
         """
-        hub: Hub | None = None
-        g: _greenlet | None = None
-        clock: Callable[[], float] = time.monotonic
-        deadline: float | None = None
+        hub, g = _caller("ThreadQueue.get()")
+        clock: Callable[[], float] = time.monotonic if g is None else hub.reactor.seconds
+        deadline = None if timeout is None else clock() + timeout
         first = True
         while True:
             with self._lock:
@@ -550,13 +541,6 @@ class ThreadQueue(Generic[T]):
                     return item
                 if self._closed:
                     raise QueueClosed("the ThreadQueue is closed and empty")
-            if hub is None:
-                hub, g = _caller("ThreadQueue.get()")
-                if g is not None:
-                    clock = hub.reactor.seconds
-                if timeout is not None:
-                    deadline = clock() + timeout
-                continue
             self._wait(self._getters, hub, g, deadline, clock, timeout, first, "get")
             first = False
 
@@ -719,13 +703,14 @@ def run_in_hub(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         else:
             finish(False, exc)
 
-    def start() -> None:  # in the reactor's thread
+    def start() -> None:  # in the hub (reactor.callFromThread runs it there)
         try:
-            gt = spawn(fn, *args, **kwargs)
+            gt = _new_thread(fn, args, kwargs)
         except BaseException as e:
             finish(False, e)
             return
         gt.link(on_end)
+        gt._begin()  # start it in this turn of the reactor, not the next
 
     if not hub.add_thread_waiter(release):
         raise ReactorStopped()

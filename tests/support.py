@@ -1,0 +1,162 @@
+"""Helpers shared by the test modules (``from support import ...``; pytest puts tests/ on the path).
+
+Importing this module must not import ``twisted.internet.reactor``: tests/conftest.py imports it
+before txgreen's plugin installs the reactor chosen with ``--txgreen-reactor``.  Helpers that need
+the reactor import it when called.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+# -- in-process tests --------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    """An exception no library code raises, so the test knows where it came from."""
+
+
+def _reactor() -> Any:
+    """The installed reactor, untyped (its module is typed as a plain module)."""
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def later(value: T, seconds: float = 0) -> Deferred[T]:
+    """A Deferred that the reactor fires with ``value`` on a later iteration."""
+    return task.deferLater(_reactor(), seconds, lambda: value)
+
+
+def in_reactor_callback(fn: Callable[[], Deferred[T]]) -> Deferred[T]:
+    """Call ``fn`` soon from a reactor callback (in the hub); a Deferred of its outcome."""
+    result: Deferred[T] = Deferred()
+    _reactor().callLater(0, lambda: defer.maybeDeferred(fn).chainDeferred(result))
+    return result
+
+
+@contextmanager
+def log_events(wanted: Callable[[LogEvent], bool]) -> Iterator[list[LogEvent]]:
+    """Collect the events Twisted's global log publisher sees in the block that ``wanted`` keeps."""
+    events: list[LogEvent] = []
+
+    def observer(event: LogEvent) -> None:
+        if wanted(event):
+            events.append(event)
+
+    obs = cast(ILogObserver, observer)
+    globalLogPublisher.addObserver(obs)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(obs)
+
+
+def is_unhandled_deferred_error(event: LogEvent) -> bool:
+    """Twisted's "Unhandled error in Deferred" report (of a Deferred garbage-collected failed)."""
+    return "Unhandled error in Deferred" in (event.get("log_format") or "")
+
+
+# -- subprocess tests: scripts in tests/scripts, each run on the reactor named on its command line
+
+
+SCRIPTS = Path(__file__).parent / "scripts"
+REACTORS = ["default", "epoll", "poll", "select", "asyncio"]
+REACTOR_CLASS = {
+    "default": "EPollReactor",  # Twisted's default on Linux
+    "epoll": "EPollReactor",
+    "poll": "PollReactor",
+    "select": "SelectReactor",
+    "asyncio": "AsyncioSelectorReactor",
+}
+# For what does not involve the reactor's own machinery, only how its loop stops: Twisted's own
+# main loop or asyncio's (each process costs ~0.3 s of CPU).
+MAIN_LOOPS = ["default", "asyncio"]
+TIMEOUT = 30  # seconds a script may run
+SCRIPT_TEST_MARKS = [
+    # The scripts choose their reactor themselves: the extra per-reactor runs skip them.
+    pytest.mark.single_reactor,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the scripts read /proc"),
+]
+
+
+def script_command(script: str, *args: str) -> list[str]:
+    """The command line that runs tests/scripts/``script`` with ``args``."""
+    return [sys.executable, str(SCRIPTS / script), *args]
+
+
+def _default_sigint() -> None:
+    # A parent that ignores SIGINT (a background job of a non-interactive shell, some CI
+    # runners) passes that on; Python and Twisted then leave SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_script(script: str, *args: str) -> subprocess.Popen[str]:
+    """Start tests/scripts/``script`` with ``args`` (in that folder; stdout and stderr piped,
+    text), with SIGINT's default action whatever the parent's, so that SIGINT interrupts it."""
+    return subprocess.Popen(
+        script_command(script, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=SCRIPTS,
+        preexec_fn=_default_sigint,
+    )
+
+
+@contextmanager
+def reaped(procs: dict[K, subprocess.Popen[str]]) -> Iterator[dict[K, subprocess.Popen[str]]]:
+    """Hand ``procs`` to the block; at its end kill those still running and reap them all."""
+    try:
+        yield procs
+    finally:
+        for p in procs.values():  # a test that failed half-way may leave its process running
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int | None  # None: killed after TIMEOUT seconds
+    stdout: str
+    stderr: str
+
+
+def run_script(script: str, *args: str) -> Finished:
+    """Run tests/scripts/``script`` (in that folder) to its end, or kill it after TIMEOUT."""
+    try:
+        proc = subprocess.run(
+            script_command(script, *args),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=SCRIPTS,
+        )
+    except subprocess.TimeoutExpired as e:
+        return Finished(None, str(e.stdout), str(e.stderr))
+    return Finished(proc.returncode, proc.stdout, proc.stderr)
+
+
+def in_parallel(fn: Callable[[K], V], keys: Sequence[K]) -> dict[K, V]:
+    """``{key: fn(key)}`` for every key, all calls at once (each in an OS thread of its own)."""
+    with ThreadPoolExecutor(max_workers=len(keys)) as pool:
+        return dict(zip(keys, pool.map(fn, keys), strict=True))

@@ -1,0 +1,147 @@
+"""Thread helpers at shutdown and on Ctrl-C, in subprocesses (tests/scripts/threads_shutdown.py).
+
+- ``pending``, per reactor: every kind of waiter (green and OS thread) gets ReactorStopped when
+  the reactor stops, the jobs run on to their end without leaking a thread, a job still queued
+  never runs, and after the stop each call fails at once instead of hanging.
+- Ctrl-C during a long ``call_in_thread``: on the reactor's pool the green thread is woken at
+  once but the process exits only when the job ends (Twisted joins its pool's workers); on a
+  ``DaemonThreadPool`` it exits at once and the stuck worker is abandoned.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from support import (
+    MAIN_LOOPS,
+    REACTOR_CLASS,
+    REACTORS,
+    SCRIPT_TEST_MARKS,
+    SCRIPTS,
+    TIMEOUT,
+    in_parallel,
+    run_script,
+    script_command,
+)
+
+pytestmark = SCRIPT_TEST_MARKS
+
+STOPPED = (
+    "ReactorStopped: the reactor has stopped, so this call can never complete; "
+    "green threads cannot block once the reactor is shut down"
+)
+
+
+def queue_stopped(what: str) -> str:
+    return (
+        f"ReactorStopped: ThreadQueue.{what}() would have to wait, but the reactor has stopped, "
+        "so nothing could ever wake it"
+    )
+
+
+def pending_report(reactor: str) -> dict[str, Any]:
+    # A waiter that ReactorStopped failed to release shows up as the script's timeout.
+    got = run_script("threads_shutdown.py", reactor, "pending")
+    assert (got.returncode, got.stderr) == (0, ""), got.stdout
+    lines = got.stdout.splitlines()
+    assert lines[0] == f"reactor: {REACTOR_CLASS[reactor]}"
+    assert lines[1] == "all parked"
+    assert lines[3] == "atexit: threads ['MainThread']"  # no leftover OS thread
+    report: dict[str, Any] = json.loads(lines[2])
+    return report
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict[str, Any]]:
+    return in_parallel(pending_report, REACTORS)
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------
+
+
+def start(reactor: str, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        script_command("threads_shutdown.py", reactor, mode),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=SCRIPTS,
+    )
+
+
+@pytest.fixture(scope="module")
+def sigint_procs() -> Iterator[dict[tuple[str, str], subprocess.Popen[str]]]:
+    modes = ["sigint-reactor-pool", "sigint-daemon-pool"]
+    procs = {(r, m): start(r, m) for r in MAIN_LOOPS for m in modes}
+    yield procs
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=TIMEOUT)
+
+
+def interrupt_when_the_job_runs(p: subprocess.Popen[str]) -> tuple[list[str], str, float]:
+    """Send SIGINT once the job has started; (stdout lines, stderr, seconds to the exit)."""
+    assert p.stdout is not None
+    lines: list[str] = []
+    watchdog = threading.Timer(TIMEOUT, p.kill)  # a hung script: readline() then sees EOF
+    watchdog.start()
+    try:
+        while not (lines and lines[-1] == "job started"):
+            line = p.stdout.readline()
+            assert line, f"the script ended before its job started; got {lines}"
+            lines.append(line.rstrip("\n"))
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=TIMEOUT)
+        took = time.monotonic() - sent
+    finally:
+        watchdog.cancel()
+    return lines + out.splitlines(), err, took
+
+
+@pytest.mark.parametrize("reactor", MAIN_LOOPS)
+def test_ctrl_c_with_the_reactor_pool_waits_for_the_running_job(
+    sigint_procs: dict[tuple[str, str], subprocess.Popen[str]], reactor: str
+) -> None:
+    p = sigint_procs[(reactor, "sigint-reactor-pool")]
+    lines, err, took = interrupt_when_the_job_runs(p)
+    assert (p.returncode, err) == (0, "")
+    # The green thread is woken at once, before the job ends; Twisted then joins its pool's
+    # workers during shutdown, so the process ends only once the job has run its last half second.
+    assert lines == [
+        f"reactor: {REACTOR_CLASS[reactor]}",
+        "job started",
+        "main: ReactorStopped",
+        "job ended",
+        "run raised KeyboardInterrupt",
+        "atexit: threads ['MainThread']",
+    ]
+    assert 0.5 < took < 10
+
+
+@pytest.mark.parametrize("reactor", MAIN_LOOPS)
+def test_ctrl_c_with_a_daemon_pool_exits_promptly(
+    sigint_procs: dict[tuple[str, str], subprocess.Popen[str]], reactor: str
+) -> None:
+    p = sigint_procs[(reactor, "sigint-daemon-pool")]
+    lines, err, took = interrupt_when_the_job_runs(p)
+    assert (p.returncode, err) == (0, "")
+    # The 60 s job is abandoned: its daemon worker is still alive at exit, and dies with the
+    # process.
+    assert lines == [
+        f"reactor: {REACTOR_CLASS[reactor]}",
+        "job started",
+        "main: ReactorStopped",
+        "run raised KeyboardInterrupt",
+        "atexit: threads ['MainThread', 'PoolThread-stuck-0']",
+    ]
+    assert took < 5  # the job had 60 s to go
