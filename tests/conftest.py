@@ -6,7 +6,10 @@ from collections.abc import Iterator
 import pytest
 from twisted.logger import LogEvent
 
-from support import is_unhandled_deferred_error, log_events
+# Asserts in the shared helpers report like the tests' own (must come before the import).
+pytest.register_assert_rewrite("support")
+
+from support import is_unhandled_deferred_error, log_events  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,6 +7,8 @@ the reactor import it when called.
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,3 +162,45 @@ def in_parallel(fn: Callable[[K], V], keys: Sequence[K]) -> dict[K, V]:
     """``{key: fn(key)}`` for every key, all calls at once (each in an OS thread of its own)."""
     with ThreadPoolExecutor(max_workers=len(keys)) as pool:
         return dict(zip(keys, pool.map(fn, keys), strict=True))
+
+
+# -- subprocess tests: the examples and benchmarks, run as programs from the project's root
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM_TEST_MARKS = [
+    # Each program chooses its own reactor, so the per-reactor runs of the suite skip these.
+    pytest.mark.single_reactor,
+    # The subprocess timeout (60 s) must come before the test deadline, which would kill the
+    # test run.
+    pytest.mark.timeout(90),
+]
+
+
+def run_program(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` in the project's root (UTF-8, unbuffered output; 60 s at most)."""
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+
+
+def bench_medians(lines: list[str], pattern: re.Pattern[str]) -> dict[str, float]:
+    """``{key: median ns}`` from the benchmark's result lines, the lines ``pattern`` matches
+    (groups: key, label, median, its unit, best, its unit; units ns or µs), in their order.
+    Checks that each line's best is positive and no larger than its median."""
+    figures: dict[str, float] = {}
+    for line in lines:
+        m = pattern.match(line)
+        if m:
+            median = float(m[3]) * (1000 if m[4] == "µs" else 1)
+            best = float(m[5]) * (1000 if m[6] == "µs" else 1)
+            assert 0 < best <= median
+            figures[m[1]] = median
+    return figures

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import PROGRAM_TEST_MARKS, bench_medians, run_program
 
-# Each program chooses its own reactor, so the per-reactor runs of the suite skip these.  The
-# subprocess timeout (60 s) must come before the test deadline, which would kill the test run.
-pytestmark = [pytest.mark.single_reactor, pytest.mark.timeout(90)]
+pytestmark = PROGRAM_TEST_MARKS
 
 CLIENTS = 5
 REQUESTS = 2
@@ -25,19 +20,6 @@ BENCH_LINE = re.compile(
     r"^  ([a-hmr]'?)\. +(.+?) +(\d+(?:\.\d+)?) (ns|µs)  \(best (\d+(?:\.\d+)?) (ns|µs)\)$"
 )
 RATIO_LINE = re.compile(r"^  (round trip|fired fast path): +(.+?) += +(\d+\.\d{3})  (PASS|MISS)$")
-
-
-def run_program(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
 
 
 def test_hello_block_on() -> None:
@@ -115,14 +97,7 @@ def check_bench_output(stdout: str, reactor_class: str | None, reactor_name: str
         "loops: 2000 iterations (a, f, g), 200 (b, b', c, d, e, h, m, r); 3 "
     )
 
-    figures = {}
-    for line in lines:
-        m = BENCH_LINE.match(line)
-        if m:
-            median = float(m[3]) * (1000 if m[4] == "µs" else 1)
-            best = float(m[5]) * (1000 if m[6] == "µs" else 1)
-            assert 0 < best <= median
-            figures[m[1]] = median
+    figures = bench_medians(lines, BENCH_LINE)
     assert list(figures) == ["a", "b", "b'", "c", "d", "e", "f", "g", "h", "m", "r"]
 
     ratios = {}

@@ -25,11 +25,11 @@ from support import (
     REACTOR_CLASS,
     REACTORS,
     SCRIPT_TEST_MARKS,
-    SCRIPTS,
     TIMEOUT,
     in_parallel,
+    reaped,
     run_script,
-    script_command,
+    start_script,
 )
 
 pytestmark = SCRIPT_TEST_MARKS
@@ -67,25 +67,12 @@ def reports() -> dict[str, dict[str, Any]]:
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
 
-def start(reactor: str, mode: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        script_command("threads_shutdown.py", reactor, mode),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=SCRIPTS,
-    )
-
-
 @pytest.fixture(scope="module")
 def sigint_procs() -> Iterator[dict[tuple[str, str], subprocess.Popen[str]]]:
     modes = ["sigint-reactor-pool", "sigint-daemon-pool"]
-    procs = {(r, m): start(r, m) for r in MAIN_LOOPS for m in modes}
-    yield procs
-    for p in procs.values():
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=TIMEOUT)
+    procs = {(r, m): start_script("threads_shutdown.py", r, m) for r in MAIN_LOOPS for m in modes}
+    with reaped(procs):
+        yield procs
 
 
 def interrupt_when_the_job_runs(p: subprocess.Popen[str]) -> tuple[list[str], str, float]:

@@ -19,6 +19,7 @@ from txgreen._greenthread import (
     spawn_later,
 )
 from txgreen._hub import get_hub
+from txgreen._pool import Group, Pool, PoolFull, joinall, killall
 from txgreen._run import ReactorAlreadyRunning, run
 from txgreen._threads import (
     DaemonThreadPool,
@@ -48,8 +49,11 @@ __all__ = [
     "DaemonThreadPool",
     "GreenThread",
     "GreenletExit",
+    "Group",
     "InReactorThreadError",
     "NotInReactorThreadError",
+    "Pool",
+    "PoolFull",
     "QueueClosed",
     "QueueEmpty",
     "QueueFull",
@@ -67,6 +71,8 @@ __all__ = [
     "defer_to_green",
     "get_hub",
     "green",
+    "joinall",
+    "killall",
     "run",
     "run_in_hub",
     "set_thread_pool_size",
