@@ -10,6 +10,7 @@ from __future__ import annotations
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
+from txgreen._generator import GreenGenerator, generator
 from txgreen._greenthread import (
     GreenThread,
     defer_to_green,
@@ -47,6 +48,7 @@ from txgreen.errors import (
 __all__ = [
     "BlockingInHubError",
     "DaemonThreadPool",
+    "GreenGenerator",
     "GreenThread",
     "GreenletExit",
     "Group",
@@ -69,6 +71,7 @@ __all__ = [
     "block_on",
     "call_in_thread",
     "defer_to_green",
+    "generator",
     "get_hub",
     "green",
     "joinall",

@@ -405,7 +405,7 @@ def sleep(seconds: float = 0) -> None:
     cur, hub = current_hub_and_greenlet("txgreen.sleep()")
     waiter = Waiter(hub, cur)
     if seconds <= 0:
-        hub.schedule(Waiter.resume, waiter)
+        hub.schedule_next_turn(Waiter.resume, waiter)
         hub.wait(waiter)
         return
     call = hub.reactor.callLater(seconds, waiter.resume)

@@ -1,0 +1,975 @@
+"""The Stackless Python programming model (tasklets and channels) on greenlets and the reactor.
+
+Stackless code runs with small changes: ``import txgreen.stackless as stackless``.  Tasklets are
+greenlets; they run round-robin in a ring of *runnables*, as in Stackless, but the ring is
+turned by a *scheduler step* that runs in the hub (the greenlet that runs the reactor): each
+step runs every runnable tasklet once, in ring order, and then gives the reactor a turn.  So
+when every tasklet is blocked on channels the reactor keeps running, and a timer or a Protocol
+that sends on a channel wakes the receiving tasklet.
+
+*Worlds.*  Stackless has one scheduler per OS thread, whose main tasklet is the thread's main
+code.  Here every green thread (and the main greenlet) that uses this module is the *main
+tasklet* of a scheduler of its own, and the tasklets created from it (or from its tasklets)
+belong to that scheduler.  Tasklets created from reactor callbacks (the hub) belong to the
+hub's scheduler, whose main tasklet is the hub itself and cannot block.  Channels work across
+schedulers.
+
+Tasklets may call every txgreen blocking function (``block_on``, ``sleep``...): while they
+wait they are *blocked* and out of the runnables; when the wait ends the hub resumes them at
+once and they rejoin the runnables as the running tasklet.
+
+See docs/stackless.md for the API and every difference from real Stackless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Final
+
+from greenlet import GreenletExit
+from greenlet import getcurrent as _gr_current
+from greenlet import greenlet as _greenlet
+from twisted.logger import Logger
+
+from txgreen._hub import Hub, Waiter, get_hub
+from txgreen._util import failure_of
+from txgreen.errors import BlockingInHubError, ReactorStopped
+
+__all__ = [
+    "TaskletExit",
+    "atomic",
+    "bomb",
+    "channel",
+    "getcurrent",
+    "getmain",
+    "getruncount",
+    "run",
+    "schedule",
+    "schedule_remove",
+    "tasklet",
+]
+
+log = Logger(namespace="txgreen.stackless")
+
+_ATTR: Final = "_txgreen_tasklet"  # the tasklet object of a greenlet that is not a tasklet's
+
+
+class TaskletExit(GreenletExit):
+    """Raised in a tasklet by :meth:`tasklet.kill`; a tasklet that ends with it ends silently.
+
+    Real Stackless derives it from ``SystemExit``; here it derives from
+    ``greenlet.GreenletExit`` (a ``BaseException`` too, so ``except Exception`` does not catch
+    it), so that it can never stop the reactor.
+    """
+
+
+class bomb:
+    """An exception travelling as a value: receiving a bomb on a channel raises it.
+
+    ``bomb(*sys.exc_info())`` captures the exception being handled, traceback included.
+    """
+
+    __slots__ = ("traceback", "type", "value")
+
+    def __init__(
+        self,
+        exp_type: type[BaseException] | BaseException | None = None,
+        exp_value: Any = None,
+        exp_traceback: TracebackType | None = None,
+    ) -> None:
+        if isinstance(exp_type, BaseException):
+            exp_type, exp_value = type(exp_type), exp_type
+        self.type = exp_type
+        self.value = exp_value
+        self.traceback = exp_traceback
+
+    def __repr__(self) -> str:
+        return f"<txgreen.stackless.bomb {self.value!r}>"
+
+    def _exception(self) -> BaseException:
+        return _make_exception(self.type, self.value, self.traceback)
+
+    def raise_(self) -> None:
+        """Raise the exception the bomb holds."""
+        raise self._exception()
+
+
+def _make_exception(typ: Any, val: Any = None, tb: TracebackType | None = None) -> BaseException:
+    if isinstance(typ, BaseException):
+        if val is not None:
+            raise TypeError("instance exception may not have a separate value")
+        exc = typ
+    elif isinstance(typ, type) and issubclass(typ, BaseException):
+        if isinstance(val, typ):
+            exc = val
+        elif val is None:
+            exc = typ()
+        elif isinstance(val, tuple):
+            exc = typ(*val)
+        else:
+            exc = typ(val)
+    else:
+        raise TypeError(
+            "exceptions must be classes or instances deriving from BaseException, "
+            f"not {type(typ).__name__}"
+        )
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    return exc
+
+
+# -- chains: the runnables ring and channel queues --------------------------------------------
+
+
+class _Chain:
+    """A circular doubly linked list of tasklets through their ``_next``/``_prev`` links.
+
+    The runnables of a scheduler and the tasklets blocked on a channel are both chains, so
+    ``tasklet.next``/``prev`` show a tasklet's neighbours in whichever it is in, as in Stackless.
+    """
+
+    __slots__ = ("count", "head")
+
+    def __init__(self) -> None:
+        self.head: tasklet | None = None
+        self.count = 0
+
+    def append(self, t: tasklet) -> None:
+        """Insert ``t`` at the end (just before the head)."""
+        head = self.head
+        if head is None:
+            t._next = t._prev = t
+            self.head = t
+        else:
+            last = head._prev
+            assert last is not None
+            t._prev, t._next = last, head
+            last._next = head._prev = t
+        t._chain = self
+        self.count += 1
+
+    def insert_after(self, where: tasklet, t: tasklet) -> None:
+        nxt = where._next
+        assert nxt is not None
+        t._prev, t._next = where, nxt
+        where._next = nxt._prev = t
+        t._chain = self
+        self.count += 1
+
+    def remove(self, t: tasklet) -> None:
+        assert t._chain is self
+        nxt, prev = t._next, t._prev
+        assert nxt is not None
+        assert prev is not None
+        if nxt is t:
+            self.head = None
+        else:
+            prev._next = nxt
+            nxt._prev = prev
+            if self.head is t:
+                self.head = nxt
+        t._next = t._prev = None
+        t._chain = None
+        self.count -= 1
+
+    def popleft(self) -> tasklet:
+        t = self.head
+        assert t is not None
+        self.remove(t)
+        return t
+
+    def __iter__(self) -> Iterator[tasklet]:
+        t = self.head
+        for _ in range(self.count):
+            assert t is not None
+            yield t
+            t = t._next
+
+
+# -- schedulers --------------------------------------------------------------------------------
+
+
+class _Scheduler:
+    """The runnables of one main tasklet and its tasklets, and the step that runs them."""
+
+    __slots__ = ("hub", "hub_world", "main", "ring", "runner", "step_queued", "tasklets")
+
+    def __init__(self, hub: Hub, main_greenlet: _greenlet, hub_world: bool) -> None:
+        self.hub = hub
+        self.hub_world = hub_world
+        self.ring = _Chain()
+        self.runner: tasklet | None = None  # the main tasklet while it waits in run()
+        self.step_queued = False
+        self.tasklets: set[tasklet] = set()  # alive tasklets, the main one excepted
+        main = tasklet.__new__(tasklet)
+        main._init(self)
+        main._gr = main_greenlet
+        main._started = True
+        main._setup = True
+        self.main = main
+        setattr(main_greenlet, _ATTR, main)
+        if not hub_world:
+            self.ring.append(main)  # the main tasklet is running, so it is runnable
+
+    def request_step(self) -> None:
+        if not self.step_queued:
+            self.step_queued = True
+            self.hub.schedule(self._step, None)
+
+    def insert_head(self, t: tasklet) -> None:
+        """Put ``t`` first in the runnables: it runs next (or is the running one)."""
+        ring = self.ring
+        if t._chain is ring:
+            if ring.head is t:
+                return
+            ring.remove(t)
+        ring.append(t)
+        ring.head = t
+
+    def _step(self, _: object = None) -> None:
+        # In the hub: run each runnable tasklet once, in ring order, then let the reactor run.
+        self.step_queued = False
+        ring = self.ring
+        hub = self.hub
+        budget = ring.count
+        while budget > 0 and ring.head is not None:
+            budget -= 1
+            t = ring.head
+            if t._dead or (t._started and t._waiter is None):
+                # Parked in a txgreen wait (block_on, sleep...) since it last ran: it rejoins
+                # the runnables when the hub resumes it.
+                ring.remove(t)
+                continue
+            if t._started:
+                if not t._resume():
+                    if t._chain is ring:
+                        ring.remove(t)
+                    continue
+            else:
+                hub.switch_to(t._gr, None)  # type: ignore[arg-type]
+            if not t._dead and t._waiter is None and t._chain is ring:
+                ring.remove(t)  # it went into a txgreen wait
+        if ring.head is not None:
+            self.request_step()
+        elif self.runner is not None and not self._waiting_in_txgreen():
+            runner = self.runner
+            self.insert_head(runner)
+            runner._resume()
+
+    def _waiting_in_txgreen(self) -> bool:
+        parked = self.hub._parked
+        return any(t._waiter is None and t._gr in parked for t in self.tasklets)
+
+
+def _world_of(g: _greenlet) -> tasklet:
+    """The tasklet object of greenlet ``g``, making ``g`` a main tasklet if it is none yet."""
+    t: tasklet | None = getattr(g, _ATTR, None)
+    if t is not None:
+        return t
+    hub = get_hub()
+    if hub.in_hub() and g is hub.greenlet:
+        return _Scheduler(hub, g, True).main
+    hub.require_reactor_thread(g, "txgreen.stackless")
+    return _Scheduler(hub, g, False).main
+
+
+def _current() -> tasklet:
+    """The running tasklet, put back in the runnables (as their head) if it is not there.
+
+    A tasklet resumed by the hub after a txgreen wait, or after an exception from a
+    ``with txgreen.Timeout`` block, runs outside the runnables until it next uses this module.
+    """
+    t = _world_of(_gr_current())
+    w = t._world
+    if t._chain is None and not w.hub_world:
+        w.insert_head(t)
+    return t
+
+
+def _blocking_current(what: str) -> tasklet:
+    t = _current()
+    if t._world.hub_world:
+        raise BlockingInHubError(what)
+    return t
+
+
+# -- tasklets ---------------------------------------------------------------------------------
+
+
+class _TaskletGreenlet(_greenlet):
+    def __init__(self, t: tasklet, parent: _greenlet) -> None:
+        super().__init__(parent=parent)
+        setattr(self, _ATTR, t)
+
+    def run(self, *_: object) -> None:
+        t: tasklet = getattr(self, _ATTR)
+        t._body()
+
+
+class tasklet:
+    """A micro-thread: ``tasklet(func)(*args)`` binds ``func``, sets it up and makes it runnable.
+
+    See docs/stackless.md for each method's exact scheduling behaviour.
+    """
+
+    _world: _Scheduler
+    _gr: _greenlet | None
+    _next: tasklet | None
+    _prev: tasklet | None
+    _chain: _Chain | None
+
+    def __init__(
+        self,
+        func: Callable[..., Any] | None = None,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._init(_world_of(_gr_current())._world)
+        if func is not None:
+            self.bind(func, args, kwargs)
+
+    def _init(self, world: _Scheduler) -> None:
+        self._world = world
+        self._gr = None
+        self._next = self._prev = None
+        self._chain = None
+        self._func: Callable[..., Any] | None = None
+        self._args: tuple[Any, ...] | None = None
+        self._kwargs: dict[str, Any] | None = None
+        self._setup = False
+        self._started = False
+        self._dead = False
+        self._waiter: Waiter | None = None
+        self._pending_exc: BaseException | None = None
+        self._channel: channel | None = None
+        self._atomic = False
+        self.tempval: Any = None
+
+    def __repr__(self) -> str:
+        if self._dead:
+            state = "dead"
+        elif self is self._world.main:
+            state = "main"
+        elif self._channel is not None:
+            state = "blocked"
+        elif self._chain is not None:
+            state = "scheduled"
+        elif self._started:
+            state = "running" if self._gr is _gr_current() else "paused"
+        else:
+            state = "new"
+        name = getattr(self._func, "__qualname__", None)
+        label = f" {name}" if name else ""
+        return f"<txgreen.stackless.tasklet{label} {state} at {id(self):#x}>"
+
+    # -- creation --------------------------------------------------------------------------
+
+    def bind(
+        self,
+        func: Callable[..., Any] | None = None,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> tasklet:
+        """Bind ``func`` (None unbinds); with ``args``/``kwargs`` also set it up (not insert).
+
+        Raises RuntimeError if the tasklet is alive (set up and not finished): a tasklet runs
+        one function once.
+        """
+        if self.alive or self._started:
+            raise RuntimeError(
+                f"cannot bind {self!r}: it is already set up (alive) or has run; "
+                "create a new tasklet for another function"
+            )
+        if func is not None and not callable(func):
+            raise TypeError(f"tasklet function must be callable, not {type(func).__name__}")
+        self._func = func
+        self._args = self._kwargs = None
+        if func is None:
+            if args is not None or kwargs is not None:
+                raise TypeError("cannot give arguments when unbinding a tasklet (func is None)")
+            return self
+        if args is not None or kwargs is not None:
+            self._prepare(tuple(args or ()), dict(kwargs or {}))
+        return self
+
+    def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._setup:
+            raise RuntimeError(
+                f"{self!r} is already set up; a tasklet is set up (called) only once"
+            )
+        if self._func is None:
+            raise RuntimeError("the tasklet is not bound to a function: call bind(func) first")
+        world = self._world
+        self._args, self._kwargs = args, kwargs
+        self._gr = _TaskletGreenlet(self, world.hub.ensure_greenlet())
+        self._setup = True
+        world.tasklets.add(self)
+
+    def setup(self, *args: Any, **kwargs: Any) -> tasklet:
+        """Give the bound function its arguments and insert the tasklet in the runnables."""
+        self._prepare(args, kwargs)
+        self._world.ring.append(self)
+        self._world.request_step()
+        return self
+
+    __call__ = setup
+
+    def _body(self) -> None:
+        # The tasklet's greenlet: run the function, then leave the scheduler.
+        self._started = True
+        func, args, kwargs = self._func, self._args, self._kwargs
+        self._args = self._kwargs = None
+        uncaught: BaseException | None = None
+        try:
+            exc = self._pending_exc
+            if exc is not None:
+                self._pending_exc = None
+                raise exc
+            assert func is not None
+            assert args is not None
+            assert kwargs is not None
+            func(*args, **kwargs)
+        except (GreenletExit, ReactorStopped):
+            pass  # TaskletExit (a GreenletExit) ends a tasklet silently, as at shutdown
+        except BaseException as e:
+            uncaught = e
+        finally:
+            del func, args, kwargs
+            self._end()
+        if uncaught is not None:
+            _to_main(self, uncaught)
+
+    def _end(self) -> None:
+        self._dead = True
+        world = self._world
+        world.tasklets.discard(self)
+        if self._chain is not None:
+            self._chain.remove(self)
+        self._waiter = None
+        self._pending_exc = None
+        self.tempval = None
+        world.request_step()  # whoever waits in run() may be done now
+
+    # -- parking and resuming ----------------------------------------------------------------
+
+    def _park(self) -> None:
+        """Wait (in the hub's sense) until the scheduler step resumes this tasklet."""
+        world = self._world
+        hub = world.hub
+        w = Waiter(hub, self._gr)  # type: ignore[arg-type]
+        self._waiter = w
+        world.request_step()
+        try:
+            hub.wait(w)
+        except BaseException:
+            if self._waiter is w:
+                # Woken by something else than the scheduler (a txgreen Timeout, reactor
+                # shutdown): this tasklet leaves the channel and the runnables, and runs.
+                self._waiter = None
+                chan = self._channel
+                if chan is not None:
+                    chan._queue.remove(self)
+                    self._channel = None
+                elif self._chain is not None:
+                    self._chain.remove(self)
+            raise
+
+    def _resume(self) -> bool:
+        """From the scheduler step: switch into this tasklet, parked by :meth:`_park`.
+
+        False if its wait was already completed by something else (a txgreen Timeout): the
+        hub resumes it then, and :meth:`_park` cleans up.
+        """
+        w = self._waiter
+        if w is None or not w.active:
+            return False
+        self._waiter = None
+        exc, self._pending_exc = self._pending_exc, None
+        w.resume(None, exc)
+        return True
+
+    def _switch_to(self, target: tasklet) -> None:
+        """Make ``target`` (already in the runnables) run now; this tasklet stays runnable."""
+        world = self._world
+        world.ring.head = target
+        self._park()
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def insert(self) -> None:
+        """Insert the tasklet at the end of the runnables (no effect if it is there already)."""
+        self._check_runnable("insert")
+        if self._gr is _gr_current():
+            _current()  # the running tasklet goes back in as the head, where it belongs
+        elif self._chain is None:
+            world = self._world
+            world.ring.append(self)
+            world.request_step()
+
+    def remove(self) -> tasklet:
+        """Take the tasklet out of the runnables; it stays alive, paused, until inserted again."""
+        if self._channel is not None:
+            raise RuntimeError(f"cannot remove {self!r}: it is blocked on a channel")
+        if self._gr is _gr_current():
+            raise RuntimeError(
+                "the current tasklet cannot be removed from the runnables; use "
+                "stackless.schedule_remove() to pause the current tasklet"
+            )
+        if self._chain is not None:
+            self._chain.remove(self)
+        return self
+
+    def run(self) -> None:
+        """Run the tasklet now; the caller stays runnable and runs again right after it.
+
+        The tasklet becomes the head of the runnables (inserted at the end first if needed),
+        so the runnables rotate: after it comes whatever followed it in the ring.  From the hub
+        or another scheduler it is only made the next to run.
+        """
+        cur = _current()
+        if self is cur:
+            return
+        self._check_runnable("run")
+        self._run_from(cur)
+
+    def _run_from(self, cur: tasklet) -> None:
+        world = self._world
+        if self._chain is None:
+            world.ring.append(self)
+        if cur._world is world and not world.hub_world:
+            cur._switch_to(self)
+        else:
+            world.ring.head = self
+            world.request_step()
+
+    def switch(self) -> None:
+        """Run the tasklet now and pause the caller (``schedule_remove`` and ``run`` in one)."""
+        cur = _blocking_current("tasklet.switch()")
+        if self is cur:
+            return
+        self._check_runnable("switch to")
+        world = self._world
+        if cur._world is not world:
+            raise RuntimeError(f"cannot switch to {self!r}: it belongs to another scheduler")
+        if self._chain is None:
+            world.ring.append(self)
+        world.ring.head = self
+        world.ring.remove(cur)
+        cur._park()
+
+    def _check_runnable(self, what: str) -> None:
+        if self._dead or not self._setup:
+            state = "dead" if self._dead else "not set up (bind and call it first)"
+            raise RuntimeError(f"cannot {what} {self!r}: the tasklet is {state}")
+        if self._channel is not None:
+            raise RuntimeError(f"cannot {what} {self!r}: it is blocked on a channel")
+        if self._world.hub_world and self is self._world.main:
+            raise RuntimeError(f"cannot {what} the hub's main tasklet")
+
+    # -- exceptions ----------------------------------------------------------------------
+
+    def kill(self, pending: bool = False) -> None:
+        """Raise :class:`TaskletExit` in the tasklet; no effect if it is not alive.
+
+        A tasklet that has not started yet ends without running.  Otherwise, as
+        :meth:`throw`: it runs at once (or, with ``pending=True``, is only made runnable).
+        """
+        if not self.alive:
+            return
+        if not self._started and not self._is_main():
+            if self._chain is not None:
+                self._chain.remove(self)
+            self._end()
+            return
+        self.throw(TaskletExit, pending=pending)
+
+    def raise_exception(self, exc_class: type[BaseException], *args: Any) -> None:
+        """Raise ``exc_class(*args)`` in the tasklet, which runs at once to handle it."""
+        if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
+            raise TypeError(
+                f"raise_exception() needs an exception class, not {type(exc_class).__name__}"
+            )
+        self.throw(exc_class(*args))
+
+    def throw(
+        self,
+        exc: Any = None,
+        val: Any = None,
+        tb: TracebackType | None = None,
+        pending: bool = False,
+    ) -> None:
+        """Raise an exception in the tasklet where it waits (``exc`` is a class or instance).
+
+        It is taken off the channel it is blocked on, if any, and runs at once (the caller
+        stays runnable); with ``pending=True`` it is only inserted in the runnables and gets
+        the exception when its turn comes.  A tasklet waiting in a txgreen call (``block_on``,
+        ``sleep``) gets it there on the hub's next turn.  On the current tasklet the exception
+        is simply raised.
+        """
+        if exc is None:
+            exc = TaskletExit
+        error = _make_exception(exc, val, tb)
+        if self._dead or not self._setup:
+            raise RuntimeError(f"cannot throw into {self!r}: the tasklet is not alive")
+        cur = _current()
+        if self is cur:
+            raise error
+        world = self._world
+        if self._started and self._waiter is None:
+            hub = world.hub
+            if self._gr in hub._parked:
+                hub.interrupt(self._gr, error)
+                return
+            raise RuntimeError(f"cannot throw into {self!r}: it is not waiting anywhere")
+        if world.hub_world and self is world.main:
+            raise RuntimeError("cannot throw into the hub's main tasklet")
+        chan = self._channel
+        if chan is not None:
+            chan._queue.remove(self)
+            self._channel = None
+        self._pending_exc = error
+        if pending:
+            if self._chain is None:
+                world.ring.append(self)
+                world.request_step()
+            return
+        self._run_from(cur)
+
+    def _is_main(self) -> bool:
+        return self is self._world.main
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """True from set-up (``tasklet(func)(...)``) until the function has returned or raised."""
+        return self._setup and not self._dead
+
+    @property
+    def blocked(self) -> bool:
+        """True while blocked on a channel, or waiting in a txgreen call (``block_on``...)."""
+        if self._channel is not None:
+            return True
+        if not self._setup or self._dead or self._waiter is not None:
+            return False
+        return self._gr in self._world.hub._parked
+
+    @property
+    def scheduled(self) -> bool:
+        """True when in the runnables or blocked on a channel."""
+        if self._gr is _gr_current() and not self._world.hub_world:
+            _current()
+        return self._chain is not None
+
+    @property
+    def paused(self) -> bool:
+        """True when alive but neither scheduled nor blocked nor running."""
+        return self.alive and not self.scheduled and not self.blocked and not self.is_current
+
+    @property
+    def restorable(self) -> bool:
+        """Always False: tasklets cannot be pickled here (greenlet cannot)."""
+        return False
+
+    @property
+    def is_main(self) -> bool:
+        """True for the main tasklet of its scheduler."""
+        return self._is_main()
+
+    @property
+    def is_current(self) -> bool:
+        """True for the running tasklet."""
+        return self._gr is not None and self._gr is _gr_current()
+
+    @property
+    def next(self) -> tasklet | None:
+        """The next tasklet in the runnables (or in the channel queue it is blocked in)."""
+        self.scheduled  # noqa: B018 - brings the running tasklet back into the runnables
+        return self._next
+
+    @property
+    def prev(self) -> tasklet | None:
+        """The previous tasklet in the runnables (or in the channel queue it is blocked in)."""
+        self.scheduled  # noqa: B018
+        return self._prev
+
+    @property
+    def thread_id(self) -> int | None:
+        """The id of the OS thread the tasklet belongs to (the reactor's)."""
+        return self._world.hub.thread_ident
+
+    @property
+    def atomic(self) -> bool:
+        """The flag :meth:`set_atomic` sets (nothing pre-empts tasklets here anyway)."""
+        return self._atomic
+
+    def set_atomic(self, flag: bool) -> bool:
+        """Set the atomic flag; return the old one.  Tasklets are never pre-empted here."""
+        old, self._atomic = self._atomic, bool(flag)
+        return old
+
+
+def _to_main(t: tasklet, exc: BaseException) -> None:
+    """An uncaught exception of tasklet ``t``: raise it in the main tasklet, as Stackless does."""
+    world = t._world
+    main = world.main
+    if world.hub_world or main._gr is None or main._gr.dead:
+        log.failure(
+            "Unhandled error in tasklet {tasklet!r} (its main tasklet cannot receive it):",
+            failure_of(exc),
+            tasklet=t,
+        )
+        return
+    if main._waiter is None:
+        if main._gr in world.hub._parked:
+            world.hub.interrupt(main._gr, exc)
+            return
+        log.failure(  # pragma: no cover - the main tasklet runs only if t does not
+            "Unhandled error in tasklet {tasklet!r}:", failure_of(exc), tasklet=t
+        )
+        return
+    chan = main._channel
+    if chan is not None:
+        chan._queue.remove(main)
+        main._channel = None
+    main._pending_exc = exc
+    world.insert_head(main)
+    world.request_step()
+
+
+# -- module functions -------------------------------------------------------------------------
+
+
+class _CurrentDefault:
+    def __repr__(self) -> str:
+        return "<the current tasklet>"
+
+
+_CURRENT: Final = _CurrentDefault()
+
+
+def getcurrent() -> tasklet:
+    """The running tasklet (the main tasklet of its scheduler in a plain green thread)."""
+    return _current()
+
+
+def getmain() -> tasklet:
+    """The main tasklet of the running tasklet's scheduler."""
+    return _world_of(_gr_current())._world.main
+
+
+def getruncount() -> int:
+    """The number of runnable tasklets, the running one included."""
+    return _current()._world.ring.count
+
+
+def schedule(retval: Any = _CURRENT) -> Any:
+    """Let the next runnable tasklet run; the caller stays runnable, at the end of the ring.
+
+    Returns ``retval`` (by default the current tasklet), or whatever was assigned to the
+    tasklet's ``tempval`` meanwhile; a :class:`bomb` there is raised instead.  It always lets
+    the reactor run before the caller continues, even when the caller is the only runnable
+    tasklet.
+    """
+    cur = _blocking_current("stackless.schedule()")
+    cur.tempval = cur if retval is _CURRENT else retval
+    world = cur._world
+    assert cur._next is not None
+    world.ring.head = cur._next
+    cur._park()
+    return _take_tempval(cur)
+
+
+def schedule_remove(retval: Any = _CURRENT) -> Any:
+    """Like :func:`schedule`, but the caller leaves the runnables until someone inserts it."""
+    cur = _blocking_current("stackless.schedule_remove()")
+    cur.tempval = cur if retval is _CURRENT else retval
+    cur._world.ring.remove(cur)
+    cur._park()
+    return _take_tempval(cur)
+
+
+def _take_tempval(t: tasklet) -> Any:
+    value = t.tempval
+    t.tempval = None
+    if isinstance(value, bomb):
+        value.raise_()
+    return value
+
+
+def run() -> None:
+    """From the main tasklet: run the tasklets until none is runnable any more.
+
+    It returns when the runnables are empty and no tasklet waits in a txgreen call
+    (``block_on``, ``sleep``...): tasklets blocked on channels, or removed, do not keep it
+    waiting (as in Stackless).  An exception a tasklet does not catch is raised here.  The
+    reactor runs all along.
+    """
+    cur = _current()
+    world = cur._world
+    if world.hub_world:
+        raise BlockingInHubError("stackless.run()")
+    if cur is not world.main:
+        raise RuntimeError(
+            f"stackless.run() must be called from the main tasklet, not from {cur!r}"
+        )
+    world.runner = cur
+    world.ring.remove(cur)
+    try:
+        cur._park()
+    finally:
+        world.runner = None
+
+
+class atomic:
+    """``with stackless.atomic():`` compatibility no-op: tasklets are never pre-empted here."""
+
+    def __enter__(self) -> atomic:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+# -- channels ---------------------------------------------------------------------------------
+
+
+class channel:
+    """A rendezvous between tasklets: ``send`` and ``receive`` block until the other side comes.
+
+    ``preference`` decides who runs when a send or receive finds the other side waiting:
+    -1 (the default) prefers the receiver, 1 the sender, 0 neither (the caller continues and
+    the woken tasklet goes to the end of the runnables).  ``schedule_all`` makes every
+    transfer yield to the runnables.
+    """
+
+    def __init__(self) -> None:
+        self._queue = _Chain()
+        self._dir = 0  # +1: senders are waiting, -1: receivers are waiting
+        self.preference = -1
+        self.schedule_all = False
+        self._closing = False
+
+    def __repr__(self) -> str:
+        state = " closing" if self._closing else ""
+        return f"<txgreen.stackless.channel balance={self.balance}{state} at {id(self):#x}>"
+
+    @property
+    def balance(self) -> int:
+        """Blocked senders (positive) or receivers (negative)."""
+        return self._dir * self._queue.count
+
+    @property
+    def queue(self) -> tasklet | None:
+        """The first tasklet blocked on the channel, or None."""
+        return self._queue.head
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closing
+
+    @property
+    def closed(self) -> bool:
+        """True when closing and nobody is blocked on the channel any more."""
+        return self._closing and self._queue.count == 0
+
+    def close(self) -> None:
+        """Refuse new blocking operations (``ValueError``); waiting tasklets stay, as in
+        Stackless, and transfers to them still work.  Iteration ends once nobody waits."""
+        self._closing = True
+
+    def open(self) -> None:
+        """Undo :meth:`close`."""
+        self._closing = False
+
+    def send(self, value: Any) -> None:
+        """Hand ``value`` to a receiver, blocking until one takes it."""
+        self._action(1, value)
+
+    def receive(self) -> Any:
+        """Take a value from a sender, blocking until one comes; a bomb is raised instead."""
+        return self._action(-1, None)
+
+    def send_exception(self, exc: type[BaseException] | BaseException, *args: Any) -> None:
+        """Make the receiver raise ``exc(*args)`` (or the instance ``exc``, with its traceback)."""
+        if isinstance(exc, BaseException):
+            if args:
+                raise TypeError("send_exception(): no arguments allowed with an instance")
+            self._action(1, bomb(type(exc), exc, exc.__traceback__))
+        else:
+            self._action(1, bomb(exc, _make_exception(exc, args or None)))
+
+    def send_throw(self, exc: Any, val: Any = None, tb: TracebackType | None = None) -> None:
+        """Make the receiver raise an exception given as in ``generator.throw``."""
+        error = _make_exception(exc, val, tb)
+        self._action(1, bomb(type(error), error, error.__traceback__))
+
+    def send_sequence(self, seq: Iterable[Any]) -> int:
+        """Send every item of ``seq`` in turn; return how many were sent."""
+        n = 0
+        for item in seq:
+            self._action(1, item)
+            n += 1
+        return n
+
+    def __iter__(self) -> channel:
+        return self
+
+    def __next__(self) -> Any:
+        if self._closing and self._queue.count == 0:
+            raise StopIteration
+        return self._action(-1, None)
+
+    def _action(self, direction: int, arg: Any) -> Any:
+        source = _current()
+        world = source._world
+        queue = self._queue
+        source.tempval = arg
+        if queue.count and self._dir == -direction:
+            target = queue.popleft()
+            target._channel = None
+            source.tempval, target.tempval = target.tempval, source.tempval
+            tworld = target._world
+            if tworld is not world or world.hub_world:
+                tworld.ring.append(target)
+                tworld.request_step()
+            elif self.schedule_all:
+                world.ring.append(target)
+                nxt = source._next
+                assert nxt is not None
+                source._switch_to(nxt)
+            elif self.preference == -direction:
+                world.ring.insert_after(source, target)
+                source._switch_to(target)
+            else:
+                world.ring.append(target)
+                world.request_step()
+        else:
+            if self._closing:
+                raise ValueError("Send/receive operation on a closed channel")
+            if world.hub_world:
+                raise BlockingInHubError(
+                    "stackless channel send()/receive() with nobody on the other side"
+                )
+            world.ring.remove(source)
+            queue.append(source)
+            source._channel = self
+            self._dir = direction
+            source._park()
+        if direction > 0:
+            source.tempval = None
+            return None
+        return _take_tempval(source)
+
+
+def __getattr__(name: str) -> Any:
+    # Stackless's module attributes that change: stackless.current, .main, .runcount.
+    if name == "current":
+        return getcurrent()
+    if name == "main":
+        return getmain()
+    if name == "runcount":
+        return getruncount()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
