@@ -37,12 +37,14 @@ reactors: $(STAMP)
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py --smoke
 	$(BIN)/python benchmarks/bench_threads.py --smoke
+	$(BIN)/python benchmarks/bench_primitives.py --smoke
 
 test: lint typecheck docs pytest reactors bench-smoke
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_primitives.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

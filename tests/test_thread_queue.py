@@ -216,12 +216,12 @@ def test_enclosing_timeout_block_and_zero_timeout() -> None:
 
 def test_nowait_errors_are_named_and_queue_compatible() -> None:
     q: ThreadQueue[int] = ThreadQueue(maxsize=1)
-    with pytest.raises(txgreen.QueueEmpty, match=r"^the ThreadQueue is empty$") as empty:
+    with pytest.raises(txgreen.Empty, match=r"^the ThreadQueue is empty$") as empty:
         q.get_nowait()
     assert isinstance(empty.value, queue.Empty)
     assert isinstance(empty.value, txgreen.TxgreenError)
     q.put_nowait(1)
-    with pytest.raises(txgreen.QueueFull, match=r"^the ThreadQueue is full \(1 items\)$") as full:
+    with pytest.raises(txgreen.Full, match=r"^the ThreadQueue is full \(1 items\)$") as full:
         q.put_nowait(2)
     assert isinstance(full.value, queue.Full)
     assert q.get_nowait() == 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
+from txgreen._channel import Channel, ChannelClosed
+from txgreen._event import AsyncResult, Event
 from txgreen._generator import GreenGenerator, generator
 from txgreen._greenthread import (
     GreenThread,
@@ -20,14 +22,14 @@ from txgreen._greenthread import (
     spawn_later,
 )
 from txgreen._hub import get_hub
+from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
 from txgreen._pool import Group, Pool, PoolFull, joinall, killall
+from txgreen._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
 from txgreen._run import ReactorAlreadyRunning, run
 from txgreen._threads import (
     DaemonThreadPool,
     InReactorThreadError,
     QueueClosed,
-    QueueEmpty,
-    QueueFull,
     ThreadPoolNotRunning,
     ThreadQueue,
     call_in_thread,
@@ -46,21 +48,32 @@ from txgreen.errors import (
 )
 
 __all__ = [
+    "AsyncResult",
     "BlockingInHubError",
+    "BoundedSemaphore",
+    "Channel",
+    "ChannelClosed",
     "DaemonThreadPool",
+    "Empty",
+    "Event",
+    "Full",
     "GreenGenerator",
     "GreenThread",
     "GreenletExit",
     "Group",
     "InReactorThreadError",
+    "LifoQueue",
+    "Lock",
     "NotInReactorThreadError",
     "Pool",
     "PoolFull",
+    "PriorityQueue",
+    "Queue",
     "QueueClosed",
-    "QueueEmpty",
-    "QueueFull",
+    "RLock",
     "ReactorAlreadyRunning",
     "ReactorStopped",
+    "Semaphore",
     "TestDeadlineExceeded",
     "ThreadPoolNotRunning",
     "ThreadQueue",

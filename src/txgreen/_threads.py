@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import queue
 import threading
 import time
 from collections import deque
@@ -40,15 +39,16 @@ from twisted.python.threadpool import ThreadPool
 from txgreen._block import block_on
 from txgreen._greenthread import GreenThread, _new_thread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
+from txgreen._queue import Empty, Full
 from txgreen._timeout import Timeout
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
     "DaemonThreadPool",
+    "Empty",
+    "Full",
     "InReactorThreadError",
     "QueueClosed",
-    "QueueEmpty",
-    "QueueFull",
     "ThreadPoolNotRunning",
     "ThreadQueue",
     "call_in_thread",
@@ -69,14 +69,6 @@ class QueueClosed(TxgreenError):
 
     Iterating over a queue (``for item in q``) ends quietly on this instead of raising it.
     """
-
-
-class QueueEmpty(TxgreenError, queue.Empty):
-    """``ThreadQueue.get_nowait()`` found no item (also a ``queue.Empty``)."""
-
-
-class QueueFull(TxgreenError, queue.Full):
-    """``ThreadQueue.put_nowait()`` found the bounded queue full (also a ``queue.Full``)."""
 
 
 class ThreadPoolNotRunning(TxgreenError):
@@ -469,7 +461,7 @@ class ThreadQueue(Generic[T]):
     # -- putting -------------------------------------------------------------------------------
 
     def put_nowait(self, item: T) -> None:
-        """Queue ``item`` without waiting; :class:`QueueFull` if a bounded queue is full.
+        """Queue ``item`` without waiting; :class:`Full` if a bounded queue is full.
 
         Callable from anywhere, the hub included.
         """
@@ -477,7 +469,7 @@ class ThreadQueue(Generic[T]):
             if self._closed:
                 raise QueueClosed("put_nowait() on a closed ThreadQueue")
             if self._maxsize and len(self._items) >= self._maxsize:
-                raise QueueFull(f"the ThreadQueue is full ({self._maxsize} items)")
+                raise Full(f"the ThreadQueue is full ({self._maxsize} items)")
             self._items.append(item)
             if self._getters:
                 self._getters.popleft().wake()
@@ -507,7 +499,7 @@ class ThreadQueue(Generic[T]):
     # -- getting -------------------------------------------------------------------------------
 
     def get_nowait(self) -> T:
-        """Take the next item without waiting; :class:`QueueEmpty` if there is none.
+        """Take the next item without waiting; :class:`Empty` if there is none.
 
         On a closed, empty queue it raises :class:`QueueClosed`.  Callable from anywhere, the
         hub included.
@@ -520,7 +512,7 @@ class ThreadQueue(Generic[T]):
                 return item
             if self._closed:
                 raise QueueClosed("the ThreadQueue is closed and empty")
-            raise QueueEmpty("the ThreadQueue is empty")
+            raise Empty("the ThreadQueue is empty")
 
     def get(self, timeout: float | None = None) -> T:
         """Take the next item, waiting for one if needed (only this caller waits).
