@@ -8,6 +8,7 @@ Joining, killing, links and Deferreds are in test_greenthread.py; ``defer_to_gre
 from __future__ import annotations
 
 import contextvars
+import time
 from typing import Any
 
 import pytest
@@ -198,15 +199,50 @@ def test_sleep_without_argument_is_sleep_zero() -> None:
     assert gt.dead
 
 
-def test_sleep_zero_lets_the_reactor_run() -> None:
+def test_sleep_zero_lets_the_reactor_run_within_the_switch_interval() -> None:
+    # sleep(0) is a yield, as in gevent: the reactor is not polled at every one, but a thread
+    # that only yields still lets a due timer run within about one switch interval.
     fired: list[bool] = []
     call = R.callLater(0, fired.append, True)
-    for _ in range(10):
-        if fired:
-            break
+    start = time.monotonic()
+    yields = 0
+    while not fired:
         txgreen.sleep(0)
-    assert fired == [True]
+        yields += 1
+    assert time.monotonic() - start < txgreen.get_hub().switch_interval + 0.05
+    assert yields >= 1
     assert not call.active()
+
+
+def test_sleep_zero_yields_within_the_turn_without_a_reactor_iteration() -> None:
+    # With a long switch interval, a thread that only yields stays in the same hub turn: a
+    # timer due now does not run until the turn ends.
+    hub = txgreen.get_hub()
+    saved = hub.switch_interval
+    fired: list[bool] = []
+    order: list[str] = []
+
+    def yielder() -> None:
+        for _ in range(3):
+            order.append("other")
+            txgreen.sleep(0)
+
+    other = txgreen.spawn(yielder)
+    txgreen.sleep(0)  # start a fresh turn with the new interval below
+    hub.switch_interval = 60.0
+    try:
+        call = R.callLater(0, fired.append, True)
+        for _ in range(100):
+            order.append("me")
+            txgreen.sleep(0)
+        assert fired == []
+        assert call.active()
+    finally:
+        hub.switch_interval = saved
+    other.join()
+    assert order.count("other") == 3
+    txgreen.sleep(0.01)
+    assert fired == [True]
 
 
 def test_sleep_zero_loop_does_not_starve_the_reactor() -> None:

@@ -399,13 +399,15 @@ def spawn_later(
 def sleep(seconds: float = 0) -> None:
     """Block the current green thread for ``seconds``; ``sleep(0)`` lets everything else run.
 
-    ``sleep(0)`` puts the thread at the back of the hub's ready queue, behind the green threads
-    already runnable, and lets the reactor poll for I/O before it runs again.
+    ``sleep(0)`` is a yield: the thread goes to the back of the hub's ready queue, behind the
+    green threads already runnable.  Like gevent's, it does not force a reactor iteration: the
+    reactor polls for I/O and runs timers between the hub's turns, at least every
+    ``get_hub().switch_interval`` seconds (5 ms) of green-thread work.
     """
     cur, hub = current_hub_and_greenlet("txgreen.sleep()")
     waiter = Waiter(hub, cur)
     if seconds <= 0:
-        hub.schedule_next_turn(Waiter.resume, waiter)
+        hub.schedule(Waiter.resume, waiter)
         hub.wait(waiter)
         return
     call = hub.reactor.callLater(seconds, waiter.resume)

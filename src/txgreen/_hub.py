@@ -146,7 +146,6 @@ class Hub:
         self._ready: deque[tuple[Callable[[Any], object], Any]] = deque()
         self._drain_call: DelayedCall | None = None
         self._draining = False
-        self._next_turn: deque[tuple[Callable[[Any], object], Any]] = deque()
         # How long one turn of the hub may run green threads before the reactor gets to poll
         # for I/O again (the same idea, and default, as gevent's switch interval).
         self.switch_interval = 0.005
@@ -383,27 +382,17 @@ class Hub:
         if self._drain_call is None and not self._draining and self.state != STOPPED:
             self._drain_call = self.reactor.callLater(0, self._drain)
 
-    def schedule_next_turn(self, fn: Callable[[Any], object], arg: Any) -> None:
-        """Call ``fn(arg)`` in the hub's next turn, after the reactor has polled for I/O."""
-        self._next_turn.append((fn, arg))
-        if self._drain_call is None and self.state != STOPPED:
-            self._drain_call = self.reactor.callLater(0, self._drain)
-
     def _drain(self) -> None:
         """One turn of the hub: run the ready queue, including what it queues meanwhile.
 
-        Green threads that wake each other (an Event, a Queue, a Channel, a join) go on within
-        the same turn, without a reactor iteration for every wake-up.  The turn ends when the
-        queue is empty or ``switch_interval`` seconds have passed, whichever comes first; then
-        the reactor polls for I/O and runs its timers before the next turn.  Calls queued with
-        :meth:`schedule_next_turn` (``sleep(0)``) always wait for the next turn.
+        Green threads that wake each other (an Event, a Queue, a Channel, a join, ``sleep(0)``)
+        go on within the same turn, without a reactor iteration for every wake-up.  The turn
+        ends when the queue is empty or ``switch_interval`` seconds have passed, whichever
+        comes first; then the reactor polls for I/O and runs its timers before the next turn.
         """
         self._drain_call = None
         self._draining = True
         ready = self._ready
-        if self._next_turn:
-            ready.extend(self._next_turn)
-            self._next_turn.clear()
         clock = time.monotonic
         end = clock() + self.switch_interval
         try:
@@ -417,7 +406,7 @@ class Hub:
                     break
         finally:
             self._draining = False
-        if (ready or self._next_turn) and self._drain_call is None and self.state != STOPPED:
+        if ready and self._drain_call is None and self.state != STOPPED:
             self._drain_call = self.reactor.callLater(0, self._drain)
 
     # -- shutdown ------------------------------------------------------------------------------
@@ -464,8 +453,6 @@ class Hub:
             for gt in list(self.threads):
                 if not gt._started:
                     gt._finish_unstarted(ReactorStopped())
-            self._ready.extend(self._next_turn)
-            self._next_turn.clear()
             while self._ready:
                 fn, arg = self._ready.popleft()
                 try:
@@ -473,7 +460,7 @@ class Hub:
                 except Exception:
                     log.failure("txgreen: error in a scheduled call {fn!r}", fn=fn)
             victims = [w for g2, w in self._parked.items() if g2 not in ancestors and w.active]
-            if not victims and not self._ready and not self._next_turn:
+            if not victims and not self._ready:
                 break
             # Complete every parked wait before running any of the threads, so that what one
             # thread does on its way out (ending, firing a Deferred) cannot complete another's
