@@ -117,19 +117,25 @@ def bench_fired_block_on(n: int) -> float:
     return time.perf_counter() - t0
 
 
-def bench_round_trip_block_on(n: int) -> float:
-    """b. block_on on a Deferred that the reactor fires on its next iteration."""
+def round_trips(wait: Callable[[Any], object], n: int) -> float:
+    """Seconds for ``n`` calls of ``wait(d)``, each on a new Deferred ``d`` that the reactor
+    fires on its next iteration."""
     from twisted.internet.defer import Deferred
-
-    from txgreen import block_on
 
     call_later = global_reactor().callLater
     t0 = time.perf_counter()
     for _ in range(n):
         d: Deferred[int] = Deferred()
         call_later(0, d.callback, 1)
-        block_on(d)
+        wait(d)
     return time.perf_counter() - t0
+
+
+def bench_round_trip_block_on(n: int) -> float:
+    """b. block_on on a Deferred that the reactor fires on its next iteration."""
+    from txgreen import block_on
+
+    return round_trips(block_on, n)
 
 
 async def _await_loop(n: int, call_later: Callable[..., Any]) -> None:
@@ -284,16 +290,8 @@ def bench_round_trip_bare(n: int) -> float:
 def bench_round_trip_blockon(n: int) -> float:
     """e. pytest-twisted's blockon round trip, from the main greenlet (child process only)."""
     import pytest_twisted
-    from twisted.internet.defer import Deferred
 
-    blockon = pytest_twisted.blockon_default
-    call_later = global_reactor().callLater
-    t0 = time.perf_counter()
-    for _ in range(n):
-        d: Deferred[int] = Deferred()
-        call_later(0, d.callback, 1)
-        blockon(d)
-    return time.perf_counter() - t0
+    return round_trips(pytest_twisted.blockon_default, n)
 
 
 @dataclass(frozen=True)

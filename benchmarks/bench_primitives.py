@@ -123,6 +123,26 @@ def bench_event(api: Api, n: int) -> float:
     return elapsed
 
 
+def echo_round_trips(
+    api: Api,
+    echo: Callable[[], None],
+    send: Callable[[int], Any],
+    receive: Callable[[], Any],
+    n: int,
+) -> float:
+    """Seconds for ``n`` round trips through ``echo``, a green thread that sends back what it
+    receives: ``send(i)`` to it, then ``receive()`` its answer."""
+    other = api.spawn(echo)
+    api.sleep(0)  # let it start and park
+    t0 = time.perf_counter()
+    for i in range(n):
+        send(i)
+        receive()
+    elapsed = time.perf_counter() - t0
+    other.join()
+    return elapsed
+
+
 def bench_queue(api: Api, n: int) -> float:
     assert api.queue is not None
     there, back = api.queue(), api.queue()
@@ -132,16 +152,7 @@ def bench_queue(api: Api, n: int) -> float:
         for _ in range(n):
             put(get())
 
-    other = api.spawn(echo)
-    api.sleep(0)
-    put, get = there.put, back.get
-    t0 = time.perf_counter()
-    for i in range(n):
-        put(i)
-        get()
-    elapsed = time.perf_counter() - t0
-    other.join()
-    return elapsed
+    return echo_round_trips(api, echo, there.put, back.get, n)
 
 
 def bench_channel(api: Api, n: int) -> float:
@@ -153,15 +164,7 @@ def bench_channel(api: Api, n: int) -> float:
         for _ in range(n):
             send_back(receive_there())
 
-    other = api.spawn(echo)
-    api.sleep(0)
-    t0 = time.perf_counter()
-    for i in range(n):
-        send_there(i)
-        receive_back()
-    elapsed = time.perf_counter() - t0
-    other.join()
-    return elapsed
+    return echo_round_trips(api, echo, send_there, receive_back, n)
 
 
 FUNCS: dict[str, Callable[[Api, int], float]] = {

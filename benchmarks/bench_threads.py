@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -65,15 +65,19 @@ def crochet_installed() -> bool:
 # -- the benchmarks: each takes a loop size and returns the loop's time in seconds ------------
 
 
-def bench_call_in_thread(n: int) -> float:
-    """a. call_in_thread round trip from a green thread."""
-    import txgreen
-
-    call = txgreen.call_in_thread
+def noop_calls(call: Callable[[Callable[[], None]], object], n: int) -> float:
+    """Seconds for ``n`` calls of ``call(_noop)``, one after the other."""
     t0 = time.perf_counter()
     for _ in range(n):
         call(_noop)
     return time.perf_counter() - t0
+
+
+def bench_call_in_thread(n: int) -> float:
+    """a. call_in_thread round trip from a green thread."""
+    import txgreen
+
+    return noop_calls(txgreen.call_in_thread, n)
 
 
 def bench_defer_to_thread_pool(n: int) -> float:
@@ -92,21 +96,11 @@ def bench_defer_to_thread_pool(n: int) -> float:
     return time.perf_counter() - t0
 
 
-def _run_in_hub_loop(n: int) -> float:
-    import txgreen
-
-    run_in_hub = txgreen.run_in_hub
-    t0 = time.perf_counter()
-    for _ in range(n):
-        run_in_hub(_noop)
-    return time.perf_counter() - t0
-
-
 def bench_run_in_hub(n: int) -> float:
     """d. run_in_hub round trip from an OS thread (a reactor pool thread runs the loop)."""
     import txgreen
 
-    return txgreen.call_in_thread(_run_in_hub_loop, n)
+    return txgreen.call_in_thread(noop_calls, txgreen.run_in_hub, n)
 
 
 async def _to_thread_loop(n: int) -> float:
@@ -120,9 +114,18 @@ async def _to_thread_loop(n: int) -> float:
 # -- running -----------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[int], float], loops: int, repeats: int) -> list[float]:
-    fn(max(loops // 10, 1))  # warm-up
-    return [fn(loops) / loops for _ in range(repeats)]
+def interleaved(
+    benches: Mapping[str, Callable[[int], float]], loops: int, repeats: int
+) -> dict[str, list[float]]:
+    """Warm each benchmark up (a tenth of a loop), then time ``repeats`` rounds of one loop of
+    each, in turn; seconds per call."""
+    for fn in benches.values():
+        fn(max(loops // 10, 1))
+    out: dict[str, list[float]] = {k: [] for k in benches}
+    for _ in range(repeats):
+        for key, fn in benches.items():
+            out[key].append(fn(loops) / loops)
+    return out
 
 
 def run_txgreen(loops: int, repeats: int) -> dict[str, list[float]]:
@@ -131,16 +134,7 @@ def run_txgreen(loops: int, repeats: int) -> dict[str, list[float]]:
 
     benches = {"a": bench_call_in_thread, "b": bench_defer_to_thread_pool, "d": bench_run_in_hub}
 
-    def main() -> dict[str, list[float]]:
-        for fn in benches.values():
-            fn(max(loops // 10, 1))
-        out: dict[str, list[float]] = {k: [] for k in benches}
-        for _ in range(repeats):
-            for key, fn in benches.items():
-                out[key].append(fn(loops) / loops)
-        return out
-
-    return txgreen.run(main)
+    return txgreen.run(interleaved, benches, loops, repeats)
 
 
 def run_asyncio(loops: int, repeats: int) -> list[float]:
@@ -179,14 +173,7 @@ def crochet_child(loops: int, repeats: int) -> dict[str, list[float]]:
             noop_run_in_reactor().wait(10)
         return time.perf_counter() - t0
 
-    benches = {"e": loop_wait_for, "f": loop_run_in_reactor}
-    for fn in benches.values():
-        fn(max(loops // 10, 1))
-    out: dict[str, list[float]] = {k: [] for k in benches}
-    for _ in range(repeats):
-        for key, fn in benches.items():
-            out[key].append(fn(loops) / loops)
-    return out
+    return interleaved({"e": loop_wait_for, "f": loop_run_in_reactor}, loops, repeats)
 
 
 def run_crochet(loops: int, repeats: int) -> dict[str, list[float]] | None:

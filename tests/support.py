@@ -191,6 +191,11 @@ def run_program(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def ns(value: str, unit: str) -> float:
+    """A figure a benchmark printed, ``value`` in ``unit`` (ns or µs), in nanoseconds."""
+    return float(value) * (1000 if unit == "µs" else 1)
+
+
 def bench_medians(lines: list[str], pattern: re.Pattern[str]) -> dict[str, float]:
     """``{key: median ns}`` from the benchmark's result lines, the lines ``pattern`` matches
     (groups: key, label, median, its unit, best, its unit; units ns or µs), in their order.
@@ -199,8 +204,8 @@ def bench_medians(lines: list[str], pattern: re.Pattern[str]) -> dict[str, float
     for line in lines:
         m = pattern.match(line)
         if m:
-            median = float(m[3]) * (1000 if m[4] == "µs" else 1)
-            best = float(m[5]) * (1000 if m[6] == "µs" else 1)
+            median = ns(m[3], m[4])
+            best = ns(m[5], m[6])
             assert 0 < best <= median
             figures[m[1]] = median
     return figures

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import PROGRAM_TEST_MARKS, ns, run_program
 
-# The program chooses its own reactor (and runs gevent in a child process), so the
-# per-reactor runs of the suite skip it.  The subprocess timeout comes before the test deadline.
-pytestmark = [pytest.mark.single_reactor, pytest.mark.timeout(90)]
+# The program chooses its own reactor (and runs gevent in a child process).
+pytestmark = PROGRAM_TEST_MARKS
 
 LABELS = [
     "sleep(0)",
@@ -29,20 +25,7 @@ MISSING_ROW = re.compile(rf"^  (\S.*?) +not available +{FIGURE}  \((.+)\)$")
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, "benchmarks/bench_primitives.py", "--smoke", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
-
-
-def ns(value: str, unit: str) -> float:
-    return float(value) * (1000 if unit == "µs" else 1)
+    return run_program("benchmarks/bench_primitives.py", "--smoke", *args)
 
 
 def check_header(lines: list[str], reactor_name: str) -> None:

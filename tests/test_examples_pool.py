@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from support import PROGRAM_TEST_MARKS, run_program
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# The program chooses its own reactor, so the per-reactor runs of the suite skip it.  The
-# subprocess timeout (60 s) must come before the test deadline, which would kill the test run.
-pytestmark = [pytest.mark.single_reactor, pytest.mark.timeout(90)]
+pytestmark = PROGRAM_TEST_MARKS
 
 EXPECTED_PAGES = [
     "  200 /              3 links",
@@ -34,16 +26,7 @@ EXPECTED_PAGES = [
 
 
 def test_pipeline_crawls_every_page_with_bounded_concurrency() -> None:
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(
-        [sys.executable, "examples/pipeline.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    proc = run_program("examples/pipeline.py")
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 16, lines

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import PROGRAM_TEST_MARKS, run_program
 
-# The program runs its own reactor: the per-reactor runs of the suite skip it.  The subprocess
-# timeout (60 s) comes before the test deadline.
-pytestmark = [pytest.mark.single_reactor, pytest.mark.timeout(90)]
+pytestmark = PROGRAM_TEST_MARKS
 
 
 @pytest.mark.in_hub  # it only waits for a subprocess
 def test_stackless_pingpong() -> None:
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    proc = subprocess.run(
-        [sys.executable, "examples/stackless_pingpong.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    proc = run_program("examples/stackless_pingpong.py")
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.splitlines() == [
         "runnables before run(): 3",
@@ -73,11 +57,5 @@ print(log, stuck.blocked)
 def test_plain_script_without_txgreen_run() -> None:
     # Stackless style: module-level code, no txgreen.run(); the first wait starts the reactor,
     # which stops at exit, ending the tasklet still blocked then without a fuss.
-    proc = subprocess.run(
-        [sys.executable, "-c", PLAIN_SCRIPT],
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    proc = run_program("-c", PLAIN_SCRIPT)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "[0, 1, 2, 'tick'] True\n", "")

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import PROGRAM_TEST_MARKS, bench_medians, run_program
 
-# Each program chooses its own reactor, so the per-reactor runs of the suite skip these.  The
-# subprocess timeout (60 s) must come before the test deadline, which would kill the test run.
-pytestmark = [pytest.mark.single_reactor, pytest.mark.timeout(90)]
-
-
-def run_program(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+pytestmark = PROGRAM_TEST_MARKS
 
 
 def test_blocking_db_serves_clients_concurrently() -> None:
@@ -79,18 +60,8 @@ def test_bench_threads_smoke() -> None:
     assert lines[2].startswith("reactor: twisted.internet.")
     assert lines[3] == "loops: 200 calls per loop, 3 repeats; median per call (best loop)"
 
-    figures: dict[str, float] = {}
-    skipped: list[str] = []
-    for line in lines:
-        m = BENCH_LINE.match(line)
-        if m:
-            median = float(m[3]) * (1000 if m[4] == "µs" else 1)
-            best = float(m[5]) * (1000 if m[6] == "µs" else 1)
-            assert 0 < best <= median
-            figures[m[1]] = median
-        s = SKIPPED_LINE.match(line)
-        if s:
-            skipped.append(s[1])
+    figures = bench_medians(lines, BENCH_LINE)
+    skipped = [s[1] for line in lines if (s := SKIPPED_LINE.match(line))]
     assert sorted([*figures, *skipped]) == ["a", "b", "c", "d", "e", "f"]
     assert set(skipped) <= {"e", "f"}  # only crochet's may be missing
 

@@ -416,3 +416,24 @@ def test_works_in_plain_code_without_a_reactor() -> None:
     )
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.splitlines() == ["0 1 [4, 9]", "False"]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("value", [None, "one", (1, 2), ValueError("given")])
+def test_throw_builds_the_exception_like_a_native_generator(value: Any) -> None:
+    def native() -> Generator[Any, None, None]:
+        try:
+            yield 1
+        except ValueError as e:
+            yield e.args
+
+    def green(yield_: Yield) -> None:
+        try:
+            yield_(1)
+        except ValueError as e:
+            yield_(e.args)
+
+    n = native()
+    g = generator(green)
+    assert next(n) == next(g) == 1
+    assert g.throw(ValueError, value) == n.throw(ValueError, value)

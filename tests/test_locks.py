@@ -33,6 +33,28 @@ def acquirers(
     return [txgreen.spawn(one, i) for i in range(n)]
 
 
+def killed_after_hand_over(
+    lock: AnyLock, exception: type[BaseException] | BaseException = GreenletExit
+) -> tuple[GreenThread[None], list[str]]:
+    """Hold ``lock``, queue a waiter on it, release (which hands ``lock`` to the waiter) and
+    kill the waiter with ``exception`` before it ran: it still gets ``lock``, logs "got it",
+    then dies at its next wait, inside its ``with`` block.  The waiter and its log."""
+    log: list[str] = []
+
+    def waiter() -> None:
+        with lock:
+            log.append("got it")
+            txgreen.sleep(0)  # the kill is raised here, inside the with block
+            log.append("not reached")
+
+    lock.acquire()
+    t = txgreen.spawn(waiter)
+    settle()
+    lock.release()  # hands the lock to t
+    t.kill(exception)
+    return t, log
+
+
 # -- Lock --------------------------------------------------------------------------------------
 
 
@@ -163,19 +185,7 @@ def test_lock_killed_waiter_is_skipped() -> None:
 
 def test_lock_waiter_killed_after_hand_over_releases_on_its_way_out() -> None:
     lock = Lock()
-    log: list[str] = []
-
-    def waiter() -> None:
-        with lock:
-            log.append("got it")
-            txgreen.sleep(0)  # the kill is raised here, inside the with block
-            log.append("not reached")
-
-    lock.acquire()
-    t = txgreen.spawn(waiter)
-    settle()
-    lock.release()  # hands the lock to t
-    t.kill()  # before t ran: it still gets the lock, then dies at its next wait
+    t, log = killed_after_hand_over(lock)
     assert log == ["got it"]
     assert isinstance(t.value, GreenletExit)
     assert not lock.locked()
@@ -271,18 +281,7 @@ def test_rlock_fifo_hand_over_and_timeouts_and_kills() -> None:
 
 def test_rlock_waiter_killed_after_hand_over() -> None:
     lock = RLock()
-    log: list[str] = []
-
-    def waiter() -> None:
-        with lock:
-            log.append("got it")
-            txgreen.sleep(0)
-
-    lock.acquire()
-    t = txgreen.spawn(waiter)
-    settle()
-    lock.release()
-    t.kill()
+    _, log = killed_after_hand_over(lock)
     assert log == ["got it"]
     assert not lock.locked()
 
@@ -399,18 +398,7 @@ def test_semaphore_killed_waiter_keeps_the_count_right() -> None:
 
 def test_semaphore_waiter_killed_after_hand_over_gives_the_permit_back() -> None:
     sem = BoundedSemaphore(1)
-    log: list[str] = []
-
-    def waiter() -> None:
-        with sem:
-            log.append("got it")
-            txgreen.sleep(0)
-
-    sem.acquire()
-    t = txgreen.spawn(waiter)
-    settle()
-    sem.release()
-    t.kill(Boom("late"))
+    t, log = killed_after_hand_over(sem, Boom("late"))
     with pytest.raises(Boom):
         t.get()
     assert log == ["got it"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -257,6 +258,13 @@ def test_channel_matches_model(ops: list[Op], close_at_end: bool) -> None:
     def outcome(value: int, as_exc: bool) -> tuple[str, int | None]:
         return ("exception" if as_exc else "value", value)
 
+    def receive_now() -> tuple[str, int | None]:
+        """The test thread receives from a parked sender: its value, or the exception it sent."""
+        try:
+            return ("value", ch.receive())
+        except Boom as e:
+            return ("exception", e.args[0])
+
     for name, arg in ops:
         if name == "spawn_receive":
             tid = next(counter)
@@ -284,10 +292,7 @@ def test_channel_matches_model(ops: list[Op], close_at_end: bool) -> None:
                 m_received[receivers.popleft()] = ("value", value)
             elif senders:
                 stid, value, as_exc = senders.popleft()
-                try:
-                    real = ("value", ch.receive())
-                except Boom as e:
-                    real = ("exception", e.args[0])
+                real = receive_now()
                 assert real == outcome(value, as_exc)
                 m_sent[stid] = "ok"
         elif name in ("kill", "kill_then_poke"):
@@ -305,10 +310,7 @@ def test_channel_matches_model(ops: list[Op], close_at_end: bool) -> None:
                     senders = deque(s for s in senders if s[0] != tid)
                     if name == "kill_then_poke" and senders:
                         stid, value, as_exc = senders.popleft()
-                        try:
-                            real = ("value", ch.receive())
-                        except Boom as e:
-                            real = ("exception", e.args[0])
+                        real = receive_now()
                         assert real == outcome(value, as_exc)
                         m_sent[stid] = "ok"
                 assert ch.balance == len(senders) - len(receivers)
@@ -321,10 +323,7 @@ def test_channel_matches_model(ops: list[Op], close_at_end: bool) -> None:
                 m_received[target] = ("value", value)
             elif senders:
                 stid, value, as_exc = senders.popleft()
-                try:
-                    real = ("value", ch.receive())
-                except Boom as e:
-                    real = ("exception", e.args[0])
+                real = receive_now()
                 threads[stid].kill()  # its value was taken: its send() completed
                 assert real == outcome(value, as_exc)
                 m_sent[stid] = "ok"
@@ -351,6 +350,60 @@ def test_channel_matches_model(ops: list[Op], close_at_end: bool) -> None:
 TIMEOUTS = st.sampled_from([None, None, 0, 0.001])
 
 
+def offer_each(
+    offer: Callable[..., object],
+    refusal: type[BaseException],
+    source: int,
+    timeouts: list[float | None],
+    accepted: list[tuple[int, int]],
+    refused: list[tuple[int, int]],
+) -> None:
+    """Offer ``(source, i)`` with each timeout in turn: ``offer(item, timeout=timeout)``.  An
+    item it takes goes to ``accepted``; one it refuses (raising ``refusal``) to ``refused``,
+    and so does the item being offered when the thread is killed (which ends the run)."""
+    for i, timeout in enumerate(timeouts):
+        item = (source, i)
+        try:
+            offer(item, timeout=timeout)
+        except refusal:
+            refused.append(item)
+            continue
+        except BaseException:
+            refused.append(item)
+            raise  # a kill: stop
+        accepted.append(item)
+
+
+def take_each(
+    take: Callable[..., tuple[int, int]],
+    refusal: type[BaseException],
+    timeouts: list[float | None],
+    into: list[tuple[int, int]],
+) -> None:
+    """``take(timeout=timeout)`` with each timeout in turn, keeping what it returns in
+    ``into``; a ``refusal`` (nothing came in time) is passed over."""
+    for timeout in timeouts:
+        with contextlib.suppress(refusal):
+            into.append(take(timeout=timeout))
+
+
+def kill_some(threads: list[GreenThread[None]], kills: list[tuple[int, int]]) -> None:
+    """For each ``(yields, target)``: yield that many times, then kill thread ``target`` (modulo
+    their number) with ``Boom("chaos")``, without waiting for it to die."""
+    for yields, target in kills:
+        for _ in range(yields):
+            txgreen.sleep(0)
+        threads[target % len(threads)].kill(Boom("chaos"), block=False)
+
+
+def assert_in_order_per_source(received: list[list[tuple[int, int]]], sources: int) -> None:
+    """Each receiver got each source's items ``(source, index)`` in the order they were sent."""
+    for items in received:
+        for source in range(sources):
+            mine = [i for (s, i) in items if s == source]
+            assert mine == sorted(mine), "a receiver saw a source's items out of order"
+
+
 @CHAOS_SETTINGS
 @given(
     kind=st.sampled_from(["fifo", "lifo"]),
@@ -373,32 +426,17 @@ def test_queue_loses_and_duplicates_nothing(
     refused: list[tuple[int, int]] = []
     received: list[list[tuple[int, int]]] = [[] for _ in consumers]
 
-    def produce(p: int, timeouts: list[float | None]) -> None:
-        for i, timeout in enumerate(timeouts):
-            item = (p, i)
-            try:
-                q.put(item, timeout=timeout)
-            except Full:
-                refused.append(item)
-                continue
-            except BaseException:
-                refused.append(item)
-                raise  # a kill: stop
-            accepted.append(item)
-
-    def consume(c: int, timeouts: list[float | None]) -> None:
-        for timeout in timeouts:
-            with contextlib.suppress(Empty):
-                received[c].append(q.get(timeout=timeout))
-
     threads: list[GreenThread[None]] = [
-        *(txgreen.spawn(produce, p, ts) for p, ts in enumerate(producers)),
-        *(txgreen.spawn(consume, c, ts) for c, ts in enumerate(consumers)),
+        *(
+            txgreen.spawn(offer_each, q.put, Full, p, ts, accepted, refused)
+            for p, ts in enumerate(producers)
+        ),
+        *(
+            txgreen.spawn(take_each, q.get, Empty, ts, received[c])
+            for c, ts in enumerate(consumers)
+        ),
     ]
-    for yields, target in kills:
-        for _ in range(yields):
-            txgreen.sleep(0)
-        threads[target % len(threads)].kill(Boom("chaos"), block=False)
+    kill_some(threads, kills)
     txgreen.sleep(pause)
     for t in threads:
         t.kill(block=False)
@@ -413,10 +451,7 @@ def test_queue_loses_and_duplicates_nothing(
     assert sorted(got + remaining) == sorted(accepted), "an accepted item was lost"
     assert not set(refused) & set(got + remaining), "a refused item was delivered"
     if kind == "fifo":
-        for items in received:
-            for p in range(len(producers)):
-                mine = [i for (pp, i) in items if pp == p]
-                assert mine == sorted(mine), "a consumer saw a producer's items out of order"
+        assert_in_order_per_source(received, len(producers))
     assert q.getters_waiting == q.putters_waiting == 0
 
 
@@ -438,32 +473,17 @@ def test_channel_loses_and_duplicates_nothing(
     undelivered: list[tuple[int, int]] = []
     received: list[list[tuple[int, int]]] = [[] for _ in receivers]
 
-    def send(s: int, timeouts: list[float | None]) -> None:
-        for i, timeout in enumerate(timeouts):
-            value = (s, i)
-            try:
-                ch.send(value, timeout=timeout)
-            except txgreen.Timeout:
-                undelivered.append(value)
-                continue
-            except BaseException:
-                undelivered.append(value)
-                raise
-            delivered.append(value)
-
-    def receive(r: int, timeouts: list[float | None]) -> None:
-        for timeout in timeouts:
-            with contextlib.suppress(txgreen.Timeout):
-                received[r].append(ch.receive(timeout=timeout))
-
     threads: list[GreenThread[None]] = [
-        *(txgreen.spawn(send, s, ts) for s, ts in enumerate(senders)),
-        *(txgreen.spawn(receive, r, ts) for r, ts in enumerate(receivers)),
+        *(
+            txgreen.spawn(offer_each, ch.send, txgreen.Timeout, s, ts, delivered, undelivered)
+            for s, ts in enumerate(senders)
+        ),
+        *(
+            txgreen.spawn(take_each, ch.receive, txgreen.Timeout, ts, received[r])
+            for r, ts in enumerate(receivers)
+        ),
     ]
-    for yields, target in kills:
-        for _ in range(yields):
-            txgreen.sleep(0)
-        threads[target % len(threads)].kill(Boom("chaos"), block=False)
+    kill_some(threads, kills)
     txgreen.sleep(pause)
     ch.close()  # wakes every parked sender and receiver with ChannelClosed
     for t in threads:
@@ -473,8 +493,5 @@ def test_channel_loses_and_duplicates_nothing(
     assert len(got) == len(set(got)), "a value was received twice"
     assert sorted(got) == sorted(delivered), "a send() returned but its value was lost"
     assert not set(undelivered) & set(got), "a failed send() was delivered"
-    for values in received:
-        for s in range(len(senders)):
-            mine = [i for (ss, i) in values if ss == s]
-            assert mine == sorted(mine)
+    assert_in_order_per_source(received, len(senders))
     assert ch.balance == 0

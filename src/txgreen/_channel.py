@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-from txgreen._event import count_active, new_waiter, park
+from txgreen._event import count_active, hand_over, new_waiter, park
 from txgreen._hub import Waiter
 from txgreen.errors import TxgreenError
 
@@ -72,14 +72,12 @@ class Channel(Generic[T]):
     def _send(self, value: Any, is_exc: bool, timeout: float | None, what: str) -> None:
         if self._closed:
             raise ChannelClosed(f"Channel.{what}() on a closed channel")
-        receivers = self._receivers
-        while receivers:
-            w = receivers.popleft()
-            if is_exc:
-                if w.resume_later(None, value):
-                    return
-            elif w.resume_later(value):
-                return
+        if is_exc:
+            taken = hand_over(self._receivers, None, value)
+        else:
+            taken = hand_over(self._receivers, value)
+        if taken is not None:
+            return
         waiter = new_waiter(self, f"{what}() with no receiver waiting", timeout)
         # A receiver takes our entry off and wakes us with None; close() wakes us with
         # ChannelClosed.
@@ -115,13 +113,12 @@ class Channel(Generic[T]):
         """
         if self._closed:
             raise ChannelClosed("Channel.receive() on a closed channel")
-        senders = self._senders
-        while senders:
-            w, value, is_exc = senders.popleft()
-            if w.resume_later(None):
-                if is_exc:
-                    raise value
-                return value  # type: ignore[no-any-return]
+        sender = hand_over(self._senders)
+        if sender is not None:
+            _, value, is_exc = sender
+            if is_exc:
+                raise value
+            return value  # type: ignore[no-any-return]
         waiter = new_waiter(self, "receive() with no sender waiting", timeout)
         return park(self._receivers, waiter, waiter, timeout)  # type: ignore[no-any-return]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from greenlet import getcurrent
 from twisted.internet.defer import Deferred
@@ -32,7 +32,7 @@ __all__ = ["AsyncResult", "Event"]
 T = TypeVar("T")
 
 
-# -- helpers shared by _event, _lock, _queue and _channel ----------------------------------------
+# -- helpers shared by _event, _lock, _queue, _channel and _pool ---------------------------------
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -59,37 +59,102 @@ def new_waiter(owner: object, what: str, timeout: float | None) -> Waiter:
     return Waiter(hub, cur)
 
 
+# What a timed wait returns when its own ``timeout`` passed (see :func:`wait_timed`).
+TIMED_OUT: Final[Any] = object()
+
+
+def wait_timed(waiter: Waiter, timeout: float | None) -> Any:
+    """``hub.wait(waiter, timeout)``, but return TIMED_OUT when ``timeout`` passes.
+
+    Only this wait's own deadline becomes TIMED_OUT: an enclosing ``with Timeout``, a kill or
+    the shutdown still raise.  This is what the calls that report a timeout by their return
+    value (``Event.wait`` -> False) or by an error of their own (``Queue.get`` -> Empty) use.
+    """
+    if timeout is None:
+        return waiter.hub.wait(waiter, None)
+    mine = Timeout(timeout)
+    try:
+        return waiter.hub.wait(waiter, timeout, mine)
+    except Timeout as t:
+        if t is mine:
+            return TIMED_OUT
+        raise
+
+
 def park(
     waiters: deque[Any],
     entry: Any,
     waiter: Waiter,
     timeout: float | None,
-    mine: BaseException | None = None,
+    timed: bool = False,
 ) -> Any:
     """Queue ``entry`` (which holds ``waiter``) on ``waiters`` and wait; return the handed value.
 
-    Whoever completes the wait normally takes ``entry`` off the queue first.  If the wait ends
-    any other way (timeout, kill, enclosing Timeout, shutdown) the entry is still queued and is
-    removed here, so the primitive's counts stay right and nothing is handed to it later.
+    ``timeout`` passing raises :class:`txgreen.Timeout`, or with ``timed`` returns TIMED_OUT
+    (see :func:`wait_timed`).  Whoever completes the wait normally takes ``entry`` off the
+    queue first.  If the wait ends any other way (timeout, kill, enclosing Timeout, shutdown)
+    the entry is still queued and is removed here, so the primitive's counts stay right and
+    nothing is handed to it later.
     """
     waiters.append(entry)
     try:
-        return waiter.hub.wait(waiter, timeout, mine)
+        value = wait_timed(waiter, timeout) if timed else waiter.hub.wait(waiter, timeout)
     except BaseException:
-        # ValueError: already taken off by a waker (close(), or one that skipped it).
-        with contextlib.suppress(ValueError):
-            waiters.remove(entry)
+        _unqueue(waiters, entry)
         raise
+    if value is TIMED_OUT:
+        _unqueue(waiters, entry)
+    return value
+
+
+def _unqueue(waiters: deque[Any], entry: Any) -> None:
+    # ValueError: already taken off by a waker (close(), or one that skipped it).
+    with contextlib.suppress(ValueError):
+        waiters.remove(entry)
+
+
+def wait_woken(owner: object, what: str, waiters: deque[Waiter], timeout: float | None) -> bool:
+    """Wait in ``waiters`` until a waker resumes us: True, or False if ``timeout`` passed first.
+
+    For the waits that carry no value (``Event.wait``, ``Lock.acquire``, ``Queue.join``...);
+    ``owner`` and ``what`` are as for :func:`new_waiter`.
+    """
+    waiter = new_waiter(owner, what, timeout)
+    return park(waiters, waiter, waiter, timeout, timed=True) is not TIMED_OUT
+
+
+def wake_all(waiters: deque[Waiter]) -> None:
+    """Resume every waiter of ``waiters`` with True, in FIFO order (never switches)."""
+    while waiters:
+        waiters.popleft().resume_later(True)
+
+
+def hand_over(waiters: deque[Any], value: Any = None, exc: BaseException | None = None) -> Any:
+    """Complete the longest wait still on in ``waiters`` with ``value``/``exc``; its entry or None.
+
+    Entries (a Waiter, or a tuple that starts with one) are taken off up to and including the
+    one that got it; a waiter whose wait had already ended (timeout, kill) is skipped, so the
+    value is never lost.  Never switches.
+    """
+    while waiters:
+        entry = waiters.popleft()
+        if _waiter_of(entry).resume_later(value, exc):
+            return entry
+    return None
 
 
 def count_active(waiters: deque[Any]) -> int:
     """The number of queued waiters whose wait is still on (entries: Waiter or (Waiter, ...))."""
     n = 0
     for entry in waiters:
-        w = entry if isinstance(entry, Waiter) else entry[0]
-        if w.active:
+        if _waiter_of(entry).active:
             n += 1
     return n
+
+
+def _waiter_of(entry: Any) -> Waiter:
+    """The Waiter of a queued entry: the entry itself, or the first item of a tuple entry."""
+    return entry if isinstance(entry, Waiter) else entry[0]
 
 
 # -- Event -------------------------------------------------------------------------------------
@@ -128,9 +193,7 @@ class Event:
     def set(self) -> None:
         """Raise the flag and wake every waiter (never switches)."""
         self._flag = True
-        waiters = self._waiters
-        while waiters:
-            waiters.popleft().resume_later(True)
+        wake_all(self._waiters)
 
     def clear(self) -> None:
         """Lower the flag."""
@@ -140,14 +203,7 @@ class Event:
         """Block until the flag is up; True, or False if ``timeout`` seconds passed first."""
         if self._flag:
             return True
-        waiter = new_waiter(self, "wait() on an unset Event", timeout)
-        mine = Timeout(timeout) if timeout is not None else None
-        try:
-            return bool(park(self._waiters, waiter, waiter, timeout, mine))
-        except Timeout as t:
-            if t is mine:
-                return False
-            raise
+        return wait_woken(self, "wait() on an unset Event", self._waiters, timeout)
 
 
 # -- AsyncResult -------------------------------------------------------------------------------
@@ -227,11 +283,7 @@ class AsyncResult(Generic[T]):
         self._check_unset("set")
         self._state = _VALUE
         self._value = value
-        waiters = self._waiters
-        while waiters:
-            waiters.popleft().resume_later(True)
-        deferreds, self._deferreds = self._deferreds, []
-        for d in deferreds:
+        for d in self._wake_all():
             d.callback(value)
 
     def set_exception(self, exception: BaseException | type[BaseException]) -> None:
@@ -245,12 +297,14 @@ class AsyncResult(Generic[T]):
             )
         self._state = _ERROR
         self._exc = exc
-        waiters = self._waiters
-        while waiters:
-            waiters.popleft().resume_later(True)
-        deferreds, self._deferreds = self._deferreds, []
-        for d in deferreds:
+        for d in self._wake_all():
             d.errback(failure_of(exc))
+
+    def _wake_all(self) -> list[Deferred[T]]:
+        """Now that there is an outcome: wake every waiter; return the Deferreds to fire."""
+        wake_all(self._waiters)
+        deferreds, self._deferreds = self._deferreds, []
+        return deferreds
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -261,15 +315,7 @@ class AsyncResult(Generic[T]):
         """
         if self._state != _UNSET:
             return True
-        waiter = new_waiter(self, "wait() on an unset AsyncResult", timeout)
-        mine = Timeout(timeout) if timeout is not None else None
-        try:
-            park(self._waiters, waiter, waiter, timeout, mine)
-        except Timeout as t:
-            if t is mine:
-                return False
-            raise
-        return True
+        return wait_woken(self, "wait() on an unset AsyncResult", self._waiters, timeout)
 
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Return the value or raise the exception, waiting for it if needed.

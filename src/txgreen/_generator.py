@@ -24,7 +24,7 @@ from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
 from twisted.logger import Logger
 
-from txgreen._util import failure_of
+from txgreen._util import failure_of, make_exception
 from txgreen.errors import BlockingInHubError
 
 __all__ = ["GreenGenerator", "generator"]
@@ -153,19 +153,7 @@ class GreenGenerator(Iterator[Y], Generic[Y]):
         Before the body has started, the exception is raised here and the generator is
         finished, as with a native generator.
         """
-        if isinstance(typ, BaseException):
-            if val is not None:
-                raise TypeError("instance exception may not have a separate value")
-            exc = typ
-        elif isinstance(typ, type) and issubclass(typ, BaseException):
-            exc = val if isinstance(val, typ) else (typ() if val is None else typ(val))
-        else:
-            raise TypeError(
-                "exceptions must be classes or instances deriving from BaseException, "
-                f"not {type(typ).__name__}"
-            )
-        if tb is not None:
-            exc = exc.with_traceback(tb)
+        exc = make_exception(typ, val, tb)
         if self._state is None or not self._started:
             self._finish()  # a native generator is finished too, its body never having run
             raise exc

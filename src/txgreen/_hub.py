@@ -79,11 +79,8 @@ class Waiter:
         From the hub this switches straight into the waiting greenlet (and returns once it
         waits again or ends); from anywhere else the wake-up goes on the hub's ready queue.
         """
-        if not self.active:
+        if not self._complete(value, exc):
             return False
-        self.active = False
-        self.value = value
-        self.exc = exc
         hub = self.hub
         if getcurrent() is hub.greenlet:
             hub.switch_to(self.greenlet, self)
@@ -98,13 +95,19 @@ class Waiter:
         greenlet it wakes (``Event.set``, ``Queue.put_nowait``, ...).  False if the wait was
         already completed.
         """
+        if not self._complete(value, exc):
+            return False
+        hub = self.hub
+        hub.schedule(hub.switch_waiter, self)
+        return True
+
+    def _complete(self, value: Any, exc: BaseException | None) -> bool:
+        """Record the outcome and end the wait; False (recording nothing) if it had ended."""
         if not self.active:
             return False
         self.active = False
         self.value = value
         self.exc = exc
-        hub = self.hub
-        hub.schedule(hub.switch_waiter, self)
         return True
 
     def on_result(self, result: Any) -> Any:

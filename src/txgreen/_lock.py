@@ -17,9 +17,8 @@ from types import TracebackType
 from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
 
-from txgreen._event import check_timeout, count_active, new_waiter, park
+from txgreen._event import check_timeout, count_active, hand_over, wait_woken
 from txgreen._hub import Waiter
-from txgreen._timeout import Timeout
 
 __all__ = ["BoundedSemaphore", "Lock", "RLock", "Semaphore"]
 
@@ -40,32 +39,39 @@ def _name(g: _greenlet | None) -> str:
 
 
 class _Waitable:
-    """A FIFO of parked acquirers; ``_wait`` returns True when handed over, False on timeout."""
+    """What the locks and semaphores share: the FIFO of parked acquirers, ``with`` support.
+
+    ``_wait`` returns True when handed over, False on timeout.
+    """
 
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
         self._waiters: deque[Waiter] = deque()
 
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
     def _wait(self, what: str, timeout: float | None) -> bool:
-        waiter = new_waiter(self, what, timeout)
-        mine = Timeout(timeout) if timeout is not None else None
-        try:
-            park(self._waiters, waiter, waiter, timeout, mine)
-        except Timeout as t:
-            if t is mine:
-                return False
-            raise
-        return True
+        return wait_woken(self, what, self._waiters, timeout)
 
     def _hand_over(self) -> Waiter | None:
         """Wake the longest-waiting acquirer whose wait is still on; None if there is none."""
-        waiters = self._waiters
-        while waiters:
-            w = waiters.popleft()
-            if w.resume_later(True):
-                return w
-        return None
+        return hand_over(self._waiters, True)  # type: ignore[no-any-return]
 
     @property
     def waiting(self) -> int:
@@ -128,17 +134,6 @@ class Lock(_Waitable):
         w = self._hand_over()
         self._owner = w.greenlet if w is not None else None
 
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
 
 class RLock(_Waitable):
     """A re-entrant lock: its owner may acquire it again; it is free after as many releases.
@@ -197,17 +192,6 @@ class RLock(_Waitable):
             self._owner = w.greenlet
             self._count = 1
 
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
 
 class Semaphore(_Waitable):
     """A counter of permits: :meth:`acquire` takes one (waiting while there is none).
@@ -254,17 +238,6 @@ class Semaphore(_Waitable):
         for _ in range(n):
             if self._hand_over() is None:
                 self._value += 1
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 class BoundedSemaphore(Semaphore):

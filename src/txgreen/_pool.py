@@ -19,6 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent
 
+from txgreen._event import TIMED_OUT, wait_timed
 from txgreen._greenthread import GreenThread, current_hub_and_greenlet, spawn
 from txgreen._hub import Waiter, get_hub
 from txgreen._timeout import Timeout
@@ -93,17 +94,12 @@ def joinall(
 
     for t in pending:
         t.link(on_done)
-    mine = Timeout(timeout) if timeout is not None else None
     try:
-        failed = hub.wait(waiter, timeout, mine)
-    except Timeout as e:
-        if e is not mine:
-            raise
-        failed = None
+        failed = wait_timed(waiter, timeout)
     finally:
         for t in list(pending):
             t.unlink(on_done)
-    if failed is not None:
+    if failed is not None and failed is not TIMED_OUT:
         failed.get()  # raises its exception, marking it handled
     return done
 
@@ -248,17 +244,11 @@ class Group:
             )
         entry = (Waiter(hub, cur), raise_error)
         self._joiners.append(entry)
-        mine = Timeout(timeout) if timeout is not None else None
         try:
-            hub.wait(entry[0], timeout, mine)
-        except Timeout as e:
-            if e is mine:
-                return False
-            raise
+            return wait_timed(entry[0], timeout) is not TIMED_OUT
         finally:
             if entry in self._joiners:
                 self._joiners.remove(entry)
-        return True
 
     def kill(
         self,
@@ -395,14 +385,9 @@ class Pool(Group):
         cur, hub = current_hub_and_greenlet(what)
         entry = _SlotWait(Waiter(hub, cur), reserve)
         self._slot_waits.append(entry)
-        mine = Timeout(timeout) if timeout is not None else None
         ok = False
         try:
-            hub.wait(entry.waiter, timeout, mine)
-            ok = True
-        except Timeout as e:
-            if e is not mine:
-                raise
+            ok = wait_timed(entry.waiter, timeout) is not TIMED_OUT
         finally:
             if entry in self._slot_waits:
                 self._slot_waits.remove(entry)

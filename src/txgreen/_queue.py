@@ -22,9 +22,16 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
-from txgreen._event import count_active, new_waiter, park
+from txgreen._event import (
+    TIMED_OUT,
+    count_active,
+    hand_over,
+    new_waiter,
+    park,
+    wait_woken,
+    wake_all,
+)
 from txgreen._hub import Waiter
-from txgreen._timeout import Timeout
 from txgreen.errors import TxgreenError
 
 __all__ = ["Empty", "Full", "LifoQueue", "PriorityQueue", "Queue"]
@@ -143,12 +150,10 @@ class Queue(Generic[T]):
 
         Raises :class:`Full` at once with ``block=False``, or when ``timeout`` seconds pass.
         """
-        getters = self._getters
-        while getters:
-            # Getters wait only while the queue is empty: give the item to the longest waiting.
-            if getters.popleft().resume_later(item):
-                self._unfinished += 1
-                return
+        # Getters wait only while the queue is empty: give the item to the longest waiting.
+        if hand_over(self._getters, item) is not None:
+            self._unfinished += 1
+            return
         if not (0 < self._maxsize <= self._qsize()):
             self._put(item)
             self._unfinished += 1
@@ -156,17 +161,12 @@ class Queue(Generic[T]):
         if not block:
             raise Full(f"{type(self).__name__}.put(): the queue is full ({self._maxsize} items)")
         waiter = new_waiter(self, "put() on a full queue", timeout)
-        mine = Timeout(timeout) if timeout is not None else None
-        try:
-            # A getter that makes room moves our item in (and counts it) before waking us.
-            park(self._putters, (waiter, item), waiter, timeout, mine)
-        except Timeout as t:
-            if t is mine:
-                raise Full(
-                    f"{type(self).__name__}.put(): the queue stayed full "
-                    f"({self._maxsize} items) for {timeout} seconds"
-                ) from None
-            raise
+        # A getter that makes room moves our item in (and counts it) before waking us.
+        if park(self._putters, (waiter, item), waiter, timeout, timed=True) is TIMED_OUT:
+            raise Full(
+                f"{type(self).__name__}.put(): the queue stayed full "
+                f"({self._maxsize} items) for {timeout} seconds"
+            )
 
     def put_nowait(self, item: T | type[StopIteration]) -> None:
         """``put(item, block=False)``: add it now or raise :class:`Full`; never switches."""
@@ -181,26 +181,18 @@ class Queue(Generic[T]):
         """
         if self._qsize():
             item = self._get()
-            putters = self._putters
-            while putters:
-                w, waiting_item = putters.popleft()
-                if w.resume_later(None):
-                    self._put(waiting_item)
-                    self._unfinished += 1
-                    break
+            putter = hand_over(self._putters)
+            if putter is not None:
+                self._put(putter[1])
+                self._unfinished += 1
             return item  # type: ignore[no-any-return]
         if not block:
             raise Empty(f"{type(self).__name__}.get(): the queue is empty")
         waiter = new_waiter(self, "get() on an empty queue", timeout)
-        mine = Timeout(timeout) if timeout is not None else None
-        try:
-            return park(self._getters, waiter, waiter, timeout, mine)  # type: ignore[no-any-return]
-        except Timeout as t:
-            if t is mine:
-                raise Empty(
-                    f"{type(self).__name__}.get(): no item arrived within {timeout} seconds"
-                ) from None
-            raise
+        item = park(self._getters, waiter, waiter, timeout, timed=True)
+        if item is TIMED_OUT:
+            raise Empty(f"{type(self).__name__}.get(): no item arrived within {timeout} seconds")
+        return item  # type: ignore[no-any-return]
 
     def get_nowait(self) -> T:
         """``get(block=False)``: the next item, or :class:`Empty` at once."""
@@ -225,23 +217,13 @@ class Queue(Generic[T]):
             )
         self._unfinished -= 1
         if not self._unfinished:
-            joiners = self._joiners
-            while joiners:
-                joiners.popleft().resume_later(True)
+            wake_all(self._joiners)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item put has been marked done; False if ``timeout`` passed first."""
         if not self._unfinished:
             return True
-        waiter = new_waiter(self, "join() with unfinished tasks", timeout)
-        mine = Timeout(timeout) if timeout is not None else None
-        try:
-            park(self._joiners, waiter, waiter, timeout, mine)
-        except Timeout as t:
-            if t is mine:
-                return False
-            raise
-        return True
+        return wait_woken(self, "join() with unfinished tasks", self._joiners, timeout)
 
 
 class PriorityQueue(Queue[T]):

@@ -381,6 +381,8 @@ class _ThreadWake:
 
 _Wake = _GreenWake | _ThreadWake
 
+_NOTHING: Any = object()  # what ThreadQueue._take returns when no item is queued
+
 
 class ThreadQueue(Generic[T]):
     """A FIFO queue between OS threads and green threads, in either direction.
@@ -466,13 +468,8 @@ class ThreadQueue(Generic[T]):
         Callable from anywhere, the hub included.
         """
         with self._lock:
-            if self._closed:
-                raise QueueClosed("put_nowait() on a closed ThreadQueue")
-            if self._maxsize and len(self._items) >= self._maxsize:
+            if self._try_put(item, "put_nowait") is _NOTHING:
                 raise Full(f"the ThreadQueue is full ({self._maxsize} items)")
-            self._items.append(item)
-            if self._getters:
-                self._getters.popleft().wake()
 
     def put(self, item: T, timeout: float | None = None) -> None:
         """Queue ``item``; if a bounded queue is full, wait for room (only this caller waits).
@@ -480,21 +477,7 @@ class ThreadQueue(Generic[T]):
         Raises :class:`QueueClosed` if the queue is closed (also while waiting) and
         :class:`txgreen.Timeout` if ``timeout`` seconds pass without room.
         """
-        hub, g = _caller("ThreadQueue.put()")
-        clock: Callable[[], float] = time.monotonic if g is None else hub.reactor.seconds
-        deadline = None if timeout is None else clock() + timeout
-        first = True
-        while True:
-            with self._lock:
-                if self._closed:
-                    raise QueueClosed("put() on a closed ThreadQueue")
-                if not self._maxsize or len(self._items) < self._maxsize:
-                    self._items.append(item)
-                    if self._getters:
-                        self._getters.popleft().wake()
-                    return
-            self._wait(self._putters, hub, g, deadline, clock, timeout, first, "put")
-            first = False
+        self._retry(self._putters, "put", timeout, self._try_put, item, "put")
 
     # -- getting -------------------------------------------------------------------------------
 
@@ -505,14 +488,10 @@ class ThreadQueue(Generic[T]):
         hub included.
         """
         with self._lock:
-            if self._items:
-                item = self._items.popleft()
-                if self._putters:
-                    self._putters.popleft().wake()
-                return item
-            if self._closed:
-                raise QueueClosed("the ThreadQueue is closed and empty")
-            raise Empty("the ThreadQueue is empty")
+            item = self._take()
+            if item is _NOTHING:
+                raise Empty("the ThreadQueue is empty")
+            return item  # type: ignore[no-any-return]
 
     def get(self, timeout: float | None = None) -> T:
         """Take the next item, waiting for one if needed (only this caller waits).
@@ -520,21 +499,7 @@ class ThreadQueue(Generic[T]):
         Raises :class:`QueueClosed` once the queue is closed and empty (also while waiting)
         and :class:`txgreen.Timeout` if ``timeout`` seconds pass without an item.
         """
-        hub, g = _caller("ThreadQueue.get()")
-        clock: Callable[[], float] = time.monotonic if g is None else hub.reactor.seconds
-        deadline = None if timeout is None else clock() + timeout
-        first = True
-        while True:
-            with self._lock:
-                if self._items:
-                    item = self._items.popleft()
-                    if self._putters:
-                        self._putters.popleft().wake()
-                    return item
-                if self._closed:
-                    raise QueueClosed("the ThreadQueue is closed and empty")
-            self._wait(self._getters, hub, g, deadline, clock, timeout, first, "get")
-            first = False
+        return self._retry(self._getters, "get", timeout, self._take)  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
         """Yield items with :meth:`get` until the queue is closed and empty."""
@@ -560,7 +525,62 @@ class ThreadQueue(Generic[T]):
             for w in waiters:
                 w.wake()
 
+    # -- with the lock held ----------------------------------------------------------------------
+
+    def _try_put(self, item: T, what: str) -> Any:
+        """Queue ``item`` and wake the longest-waiting getter: None; _NOTHING if there is no room.
+
+        Raises :class:`QueueClosed` (for the method ``what``) if the queue is closed.
+        """
+        if self._closed:
+            raise QueueClosed(f"{what}() on a closed ThreadQueue")
+        if self.full():
+            return _NOTHING
+        self._items.append(item)
+        if self._getters:
+            self._getters.popleft().wake()
+        return None
+
+    def _take(self) -> Any:
+        """The next item, waking the longest-waiting putter; _NOTHING if there is none yet.
+
+        Raises :class:`QueueClosed` once the queue is closed and empty.
+        """
+        if self._items:
+            item = self._items.popleft()
+            if self._putters:
+                self._putters.popleft().wake()
+            return item
+        if self._closed:
+            raise QueueClosed("the ThreadQueue is closed and empty")
+        return _NOTHING
+
     # -- waiting -------------------------------------------------------------------------------
+
+    def _retry(
+        self,
+        waiters: deque[_Wake],
+        what: str,
+        timeout: float | None,
+        attempt: Callable[..., Any],
+        *args: Any,
+    ) -> Any:
+        """Return ``attempt(*args)``, called with the lock held, once it is not _NOTHING.
+
+        Between attempts the caller waits in ``waiters`` (:meth:`_wait`: only this caller
+        waits, the way its kind of thread should) until woken or ``timeout`` passes.
+        """
+        hub, g = _caller(f"ThreadQueue.{what}()")
+        clock: Callable[[], float] = time.monotonic if g is None else hub.reactor.seconds
+        deadline = None if timeout is None else clock() + timeout
+        first = True
+        while True:
+            with self._lock:
+                result = attempt(*args)
+                if result is not _NOTHING:
+                    return result
+            self._wait(waiters, hub, g, deadline, clock, timeout, first, what)
+            first = False
 
     def _ready(self, waiters: deque[_Wake]) -> bool:
         """With the lock held: could the first of ``waiters`` proceed now?"""
@@ -568,7 +588,7 @@ class ThreadQueue(Generic[T]):
             return True
         if waiters is self._getters:
             return bool(self._items)
-        return not self._maxsize or len(self._items) < self._maxsize
+        return not self.full()
 
     def _wait(
         self,

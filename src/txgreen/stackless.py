@@ -33,7 +33,7 @@ from greenlet import greenlet as _greenlet
 from twisted.logger import Logger
 
 from txgreen._hub import Hub, Waiter, get_hub
-from txgreen._util import failure_of
+from txgreen._util import failure_of, make_exception
 from txgreen.errors import BlockingInHubError, ReactorStopped
 
 __all__ = [
@@ -88,35 +88,11 @@ class bomb:
         return f"<txgreen.stackless.bomb {self.value!r}>"
 
     def _exception(self) -> BaseException:
-        return _make_exception(self.type, self.value, self.traceback)
+        return make_exception(self.type, self.value, self.traceback)
 
     def raise_(self) -> None:
         """Raise the exception the bomb holds."""
         raise self._exception()
-
-
-def _make_exception(typ: Any, val: Any = None, tb: TracebackType | None = None) -> BaseException:
-    if isinstance(typ, BaseException):
-        if val is not None:
-            raise TypeError("instance exception may not have a separate value")
-        exc = typ
-    elif isinstance(typ, type) and issubclass(typ, BaseException):
-        if isinstance(val, typ):
-            exc = val
-        elif val is None:
-            exc = typ()
-        elif isinstance(val, tuple):
-            exc = typ(*val)
-        else:
-            exc = typ(val)
-    else:
-        raise TypeError(
-            "exceptions must be classes or instances deriving from BaseException, "
-            f"not {type(typ).__name__}"
-        )
-    if tb is not None:
-        exc = exc.with_traceback(tb)
-    return exc
 
 
 # -- chains: the runnables ring and channel queues --------------------------------------------
@@ -141,15 +117,14 @@ class _Chain:
         if head is None:
             t._next = t._prev = t
             self.head = t
+            t._chain = self
+            self.count += 1
         else:
-            last = head._prev
-            assert last is not None
-            t._prev, t._next = last, head
-            last._next = head._prev = t
-        t._chain = self
-        self.count += 1
+            assert head._prev is not None
+            self.insert_after(head._prev, t)
 
     def insert_after(self, where: tasklet, t: tasklet) -> None:
+        """Insert ``t`` just after ``where`` (a tasklet of this chain)."""
         nxt = where._next
         assert nxt is not None
         t._prev, t._next = where, nxt
@@ -216,6 +191,11 @@ class _Scheduler:
         if not self.step_queued:
             self.step_queued = True
             self.hub.schedule(self._step, None)
+
+    def make_runnable(self, t: tasklet) -> None:
+        """Put ``t`` (in no chain) at the end of the runnables, and have a step run them."""
+        self.ring.append(t)
+        self.request_step()
 
     def insert_head(self, t: tasklet) -> None:
         """Put ``t`` first in the runnables: it runs next (or is the running one)."""
@@ -409,8 +389,7 @@ class tasklet:
     def setup(self, *args: Any, **kwargs: Any) -> tasklet:
         """Give the bound function its arguments and insert the tasklet in the runnables."""
         self._prepare(args, kwargs)
-        self._world.ring.append(self)
-        self._world.request_step()
+        self._world.make_runnable(self)
         return self
 
     __call__ = setup
@@ -467,11 +446,7 @@ class tasklet:
                 # Woken by something else than the scheduler (a txgreen Timeout, reactor
                 # shutdown): this tasklet leaves the channel and the runnables, and runs.
                 self._waiter = None
-                chan = self._channel
-                if chan is not None:
-                    chan._queue.remove(self)
-                    self._channel = None
-                elif self._chain is not None:
+                if not self._leave_channel() and self._chain is not None:
                     self._chain.remove(self)
             raise
 
@@ -489,6 +464,15 @@ class tasklet:
         w.resume(None, exc)
         return True
 
+    def _leave_channel(self) -> bool:
+        """Take the tasklet off the channel it is blocked on; False if it is blocked on none."""
+        chan = self._channel
+        if chan is None:
+            return False
+        chan._queue.remove(self)
+        self._channel = None
+        return True
+
     def _switch_to(self, target: tasklet) -> None:
         """Make ``target`` (already in the runnables) run now; this tasklet stays runnable."""
         world = self._world
@@ -503,9 +487,7 @@ class tasklet:
         if self._gr is _gr_current():
             _current()  # the running tasklet goes back in as the head, where it belongs
         elif self._chain is None:
-            world = self._world
-            world.ring.append(self)
-            world.request_step()
+            self._world.make_runnable(self)
 
     def remove(self) -> tasklet:
         """Take the tasklet out of the runnables; it stays alive, paused, until inserted again."""
@@ -609,7 +591,7 @@ class tasklet:
         """
         if exc is None:
             exc = TaskletExit
-        error = _make_exception(exc, val, tb)
+        error = make_exception(exc, val, tb)
         if self._dead or not self._setup:
             raise RuntimeError(f"cannot throw into {self!r}: the tasklet is not alive")
         cur = _current()
@@ -624,15 +606,11 @@ class tasklet:
             raise RuntimeError(f"cannot throw into {self!r}: it is not waiting anywhere")
         if world.hub_world and self is world.main:
             raise RuntimeError("cannot throw into the hub's main tasklet")
-        chan = self._channel
-        if chan is not None:
-            chan._queue.remove(self)
-            self._channel = None
+        self._leave_channel()
         self._pending_exc = error
         if pending:
             if self._chain is None:
-                world.ring.append(self)
-                world.request_step()
+                world.make_runnable(self)
             return
         self._run_from(cur)
 
@@ -729,10 +707,7 @@ def _to_main(t: tasklet, exc: BaseException) -> None:
             "Unhandled error in tasklet {tasklet!r}:", failure_of(exc), tasklet=t
         )
         return
-    chan = main._channel
-    if chan is not None:
-        chan._queue.remove(main)
-        main._channel = None
+    main._leave_channel()
     main._pending_exc = exc
     world.insert_head(main)
     world.request_step()
@@ -899,11 +874,11 @@ class channel:
                 raise TypeError("send_exception(): no arguments allowed with an instance")
             self._action(1, bomb(type(exc), exc, exc.__traceback__))
         else:
-            self._action(1, bomb(exc, _make_exception(exc, args or None)))
+            self._action(1, bomb(exc, make_exception(exc, args or None)))
 
     def send_throw(self, exc: Any, val: Any = None, tb: TracebackType | None = None) -> None:
         """Make the receiver raise an exception given as in ``generator.throw``."""
-        error = _make_exception(exc, val, tb)
+        error = make_exception(exc, val, tb)
         self._action(1, bomb(type(error), error, error.__traceback__))
 
     def send_sequence(self, seq: Iterable[Any]) -> int:
@@ -933,8 +908,7 @@ class channel:
             source.tempval, target.tempval = target.tempval, source.tempval
             tworld = target._world
             if tworld is not world or world.hub_world:
-                tworld.ring.append(target)
-                tworld.request_step()
+                tworld.make_runnable(target)
             elif self.schedule_all:
                 world.ring.append(target)
                 nxt = source._next
@@ -944,8 +918,7 @@ class channel:
                 world.ring.insert_after(source, target)
                 source._switch_to(target)
             else:
-                world.ring.append(target)
-                world.request_step()
+                world.make_runnable(target)
         else:
             if self._closing:
                 raise ValueError("Send/receive operation on a closed channel")
