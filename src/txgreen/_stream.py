@@ -1,0 +1,829 @@
+"""Green streams: a TCP connection read and written from a green thread, plus servers and clients.
+
+A :class:`Stream` wraps one connection made by a small Twisted ``Protocol``.  The protocol runs in
+the hub (reactor callbacks) and only fills buffers and wakes waiters with ``resume_later``; the
+green thread that reads or writes parks with :meth:`Hub.wait`, so per-stream timeouts,
+``with txgreen.Timeout``, kills and reactor shutdown end those waits like any other txgreen wait.
+
+Back-pressure works both ways:
+
+- receive: when more than ``high_water`` unread bytes are buffered, the transport stops reading
+  (``pauseProducing``) until the reader brings the buffer under ``low_water``;
+- send: the protocol registers itself with the transport as a streaming producer, so the
+  transport tells it when its send buffer is full; ``write()`` then blocks until it has drained.
+
+:func:`listen` runs a handler per accepted connection in its own green thread; :func:`connect`
+opens a client connection.  Both accept Twisted endpoint description strings or endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as _greenlet
+from twisted.internet import abstract
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableDescriptor,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer  # type: ignore[import-untyped]
+
+from txgreen._block import block_on
+from txgreen._event import Event
+from txgreen._greenthread import current_hub_and_greenlet
+from txgreen._hub import Hub, Waiter, get_hub
+from txgreen._pool import Group
+from txgreen._timeout import Timeout
+from txgreen.errors import ReactorStopped, TxgreenError
+
+__all__ = [
+    "ConcurrentReadError",
+    "IncompleteReadError",
+    "LineTooLong",
+    "Listener",
+    "Stream",
+    "StreamClosed",
+    "StreamError",
+    "connect",
+    "listen",
+    "serve",
+]
+
+log = Logger(namespace="txgreen.stream")
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+DEFAULT_LINE_LIMIT = 65536
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class StreamError(TxgreenError):
+    """Base class of the errors a :class:`Stream` raises itself."""
+
+
+class StreamClosed(StreamError):
+    """The stream was closed (by :meth:`Stream.close`/:meth:`Stream.abort`) or its connection is
+    gone, so it cannot be read or written any more."""
+
+
+class IncompleteReadError(StreamError):
+    """The stream ended before the expected bytes arrived; ``partial`` holds what did arrive."""
+
+    def __init__(self, partial: bytes, expected: int | None) -> None:
+        what = f"{expected} bytes" if expected is not None else "the separator"
+        super().__init__(f"the stream ended after {len(partial)} bytes, before {what} arrived")
+        self.partial = partial
+        self.expected = expected
+
+
+class LineTooLong(StreamError):
+    """No separator within ``limit`` bytes; the data stays buffered (read it with ``read``)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"no line separator within the limit of {limit} bytes")
+        self.limit = limit
+
+
+class ConcurrentReadError(StreamError):
+    """A second green thread tried to read a stream while another one is reading it."""
+
+
+# -- the protocol ---------------------------------------------------------------------------------
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class _StreamProtocol(Protocol):
+    """Reactor side of a Stream: runs in the hub, forwards everything to the stream."""
+
+    stream: Stream
+
+    def __init__(self, on_made: Callable[[Stream], object] | None = None) -> None:
+        self.stream = Stream(self)
+        self._on_made = on_made
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        assert transport is not None
+        self.stream._transport = transport
+        # Let the transport tell us when its send buffer is full (pauseProducing) and when it
+        # has drained (resumeProducing): that is what makes write() block.
+        transport.registerProducer(self, True)
+        if self._on_made is not None:
+            self._on_made(self.stream)
+
+    def dataReceived(self, data: bytes) -> None:
+        s = self.stream
+        buf = s._buf
+        buf += data
+        n = len(buf)
+        reader = s._reader
+        if reader is not None and n >= s._want:
+            s._reader = None
+            reader.resume_later(None)
+            reader = None
+        # Stop reading from the socket past the high-water mark, unless a reader is waiting
+        # for more than that (then it gets it; the buffer is bounded by what it asked for).
+        if n >= s.high_water and reader is None and not s._recv_paused and not s._lost:
+            s._recv_paused = True
+            s._transport.pauseProducing()
+
+    def readConnectionLost(self) -> None:
+        s = self.stream
+        s._eof = True
+        s._wake_reader()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.stream._on_lost(reason)
+
+    # IPushProducer, called by the transport about its send buffer.
+    def pauseProducing(self) -> None:
+        self.stream._write_paused = True
+
+    def resumeProducing(self) -> None:
+        s = self.stream
+        s._write_paused = False
+        s._wake_writers(None)
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _ServerFactory(Factory):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+
+    def buildProtocol(self, addr: IAddress | None) -> _StreamProtocol:
+        return _StreamProtocol(self.listener._accepted)
+
+
+class _ClientFactory(Factory):
+    def __init__(self) -> None:
+        self.protocols: list[_StreamProtocol] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> _StreamProtocol:
+        p = _StreamProtocol()
+        self.protocols.append(p)
+        return p
+
+
+# -- Stream ----------------------------------------------------------------------------------------
+
+
+class Stream:
+    """One connection, read and written by green threads.
+
+    Made by :func:`connect` or handed to a :func:`listen` handler; not created directly.
+
+    ``timeout`` (seconds, or None) bounds every read and write call as a whole: when it passes
+    the call raises :class:`txgreen.Timeout` and the stream stays usable (data already
+    received stays buffered).  ``high_water``/``low_water`` (bytes) are the receive buffer's
+    marks: past ``high_water`` unread bytes the transport stops reading from the socket, and
+    it starts again once the buffer is under ``low_water``.
+    """
+
+    timeout: float | None
+    high_water: int
+    low_water: int
+
+    def __init__(self, protocol: _StreamProtocol) -> None:
+        self._protocol = protocol
+        self._transport: Any = None
+        self.timeout = None
+        self.high_water = HIGH_WATER
+        self.low_water = LOW_WATER
+        self._buf = bytearray()
+        self._eof = False  # the peer will send nothing more (clean EOF or connection lost)
+        self._error: BaseException | None = None  # raised once, after the buffered data
+        self._reader: Waiter | None = None
+        self._want = 0  # wake the reader once this many bytes are buffered
+        self._read_owner: _greenlet | None = None
+        self._recv_paused = False
+        self._write_paused = False
+        self._writers: deque[Waiter] = deque()
+        self._closed = False  # close() or abort() was called
+        self._write_closed = False  # write_eof() was called
+        self._lost = False  # connectionLost has run
+        self._lost_reason: Failure | None = None
+        self._lost_waiters: deque[Waiter] = deque()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("lost" if self._lost else "open")
+        peer = self._transport.getPeer() if self._transport is not None else None
+        return f"<txgreen.Stream {state} peer={peer} buffered={len(self._buf)}>"
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> Any:
+        """The underlying Twisted transport."""
+        return self._transport
+
+    @property
+    def peer(self) -> IAddress:
+        """The remote address (``transport.getPeer()``)."""
+        peer: IAddress = self.transport.getPeer()
+        return peer
+
+    @property
+    def host(self) -> IAddress:
+        """The local address (``transport.getHost()``)."""
+        host: IAddress = self.transport.getHost()
+        return host
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are waiting to be read."""
+        return len(self._buf)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`abort` was called or the connection was lost."""
+        return self._closed or self._lost
+
+    # -- waiting helpers ---------------------------------------------------------------------
+
+    def _deadline(self, hub: Hub) -> float | None:
+        return None if self.timeout is None else hub.reactor.seconds() + self.timeout
+
+    def _park(self, waiter: Waiter, deadline: float | None) -> Any:
+        hub = waiter.hub
+        if deadline is None:
+            return hub.wait(waiter)
+        remaining = deadline - hub.reactor.seconds()
+        return hub.wait(waiter, max(remaining, 0.0), Timeout(self.timeout))
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            reader.resume_later(None)
+
+    def _wake_writers(self, exc: BaseException | None) -> None:
+        writers = self._writers
+        while writers:
+            writers.popleft().resume_later(None, exc)
+
+    def _on_lost(self, reason: Failure) -> None:
+        self._lost = True
+        self._lost_reason = reason
+        if not self._eof:
+            self._eof = True
+            clean = reason.check(ConnectionDone, ConnectionAborted)  # type: ignore[no-untyped-call]
+            if not self._closed and not clean:
+                self._error = reason.value
+        self._wake_reader()
+        self._wake_writers(self._closed_error("the connection was lost while writing"))
+        waiters = self._lost_waiters
+        while waiters:
+            waiters.popleft().resume_later(None)
+
+    def _closed_error(self, what: str) -> StreamClosed:
+        if self._closed:
+            return StreamClosed(f"{what}: the stream was closed")
+        reason = self._lost_reason
+        detail = f" ({reason.getErrorMessage()})" if reason is not None else ""
+        err = StreamClosed(f"{what}: the connection is closed{detail}")
+        if reason is not None:
+            err.__cause__ = reason.value
+        return err
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _begin_read(self, what: str) -> _greenlet:
+        cur = getcurrent()
+        owner = self._read_owner
+        if owner is not None and owner is not cur:
+            raise ConcurrentReadError(
+                f"Stream.{what}: another green thread ({owner!r}) is already reading this "
+                "stream; only one green thread may read a stream at a time (one reader and one "
+                "writer may work concurrently)"
+            )
+        if self._closed:
+            raise StreamClosed(f"Stream.{what}: the stream was closed")
+        return cur
+
+    def _wait_for(self, want: int, what: str, deadline: float | None) -> None:
+        """Park the reader until ``want`` bytes are buffered or the stream ends."""
+        cur, hub = current_hub_and_greenlet(f"Stream.{what}")
+        waiter = Waiter(hub, cur)
+        self._reader = waiter
+        self._want = want
+        self._read_owner = cur
+        if self._recv_paused:
+            # The reader needs more than the buffer holds: let the transport read again.
+            self._recv_paused = False
+            self._transport.resumeProducing()
+        try:
+            self._park(waiter, deadline)
+        finally:
+            if self._reader is waiter:
+                self._reader = None
+        if self._closed:
+            raise StreamClosed(f"Stream.{what}: the stream was closed while reading")
+
+    def _take(self, n: int) -> bytes:
+        buf = self._buf
+        if n >= len(buf):
+            data = bytes(buf)
+            buf.clear()
+        else:
+            data = bytes(buf[:n])
+            del buf[:n]
+        if self._recv_paused and len(buf) < self.low_water and not self._lost:
+            self._recv_paused = False
+            self._transport.resumeProducing()
+        return data
+
+    def _end_of_data(self) -> bytes:
+        """At EOF with nothing buffered: raise the pending connection error once, else b""."""
+        err = self._error
+        if err is not None:
+            self._error = None
+            raise err
+        return b""
+
+    def _loop(self, what: str, ready: Callable[[], int]) -> int:
+        """Wait until ``ready()`` (the bytes still wanted, or 0) is 0 or the stream ended.
+
+        Returns 0 when satisfied, else the number of bytes that would satisfy the next wait.
+        """
+        self._begin_read(what)
+        need = ready()
+        if need == 0 or self._eof:
+            return need
+        deadline = self._deadline(get_hub())
+        try:
+            while need and not self._eof:
+                self._wait_for(need, what, deadline)
+                need = ready()
+        finally:
+            self._read_owner = None
+        return need
+
+    def recv(self, max_bytes: int = 65536) -> bytes:
+        """Return what is buffered (at least one byte, at most ``max_bytes``); b"" at EOF.
+
+        Returns at once when anything is buffered.  A connection error (reset, lost) is raised
+        once every byte received before it has been returned.
+        """
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes!r}")
+        if self._buf and self._read_owner is None and not self._closed:
+            return self._take(max_bytes)
+        self._loop("recv()", lambda: 0 if self._buf else 1)
+        if self._buf:
+            return self._take(max_bytes)
+        return self._end_of_data()
+
+    def read(self, n: int = -1) -> bytes:
+        """Read ``n`` bytes, fewer only at EOF; with ``n=-1`` read until EOF.
+
+        Like a file's ``read``: b"" means EOF.  A connection error is raised once every byte
+        received before it has been returned.
+        """
+        if n == 0:
+            return b""
+        if n < 0:
+            self._loop("read()", lambda: 0 if self._eof else len(self._buf) + 1)
+            if self._buf:
+                return self._take(len(self._buf))
+            return self._end_of_data()
+        self._loop("read()", lambda: max(n - len(self._buf), 0) and n)
+        if self._buf:
+            return self._take(n)
+        return self._end_of_data()
+
+    def read_exactly(self, n: int) -> bytes:
+        """Read exactly ``n`` bytes; :class:`IncompleteReadError` (with ``.partial``) at EOF."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, not {n!r}")
+        if len(self._buf) >= n and self._read_owner is None and not self._closed:
+            return self._take(n)
+        self._loop("read_exactly()", lambda: 0 if len(self._buf) >= n else n)
+        if len(self._buf) >= n:
+            return self._take(n)
+        if not self._buf:
+            self._end_of_data()
+        raise IncompleteReadError(self._take(len(self._buf)), n)
+
+    def read_until(self, separator: bytes = b"\n", limit: int = DEFAULT_LINE_LIMIT) -> bytes:
+        """Read up to and including ``separator``.
+
+        :class:`LineTooLong` if the separator is not within ``limit`` bytes (the data stays
+        buffered); :class:`IncompleteReadError` (with ``.partial``) if the stream ends first.
+        """
+        line = self._until(separator, limit, "read_until()")
+        if line is not None:
+            return line
+        if not self._buf:
+            self._end_of_data()
+        raise IncompleteReadError(self._take(len(self._buf)), None)
+
+    def readline(self, limit: int = DEFAULT_LINE_LIMIT) -> bytes:
+        """Read one line, ending with b"\\n" (or what is left at EOF; b"" at EOF).
+
+        :class:`LineTooLong` if no newline comes within ``limit`` bytes (the data stays
+        buffered).
+        """
+        line = self._until(b"\n", limit, "readline()")
+        if line is not None:
+            return line
+        if self._buf:
+            return self._take(len(self._buf))
+        return self._end_of_data()
+
+    def _until(self, sep: bytes, limit: int, what: str) -> bytes | None:
+        if not sep:
+            raise ValueError("the separator must not be empty")
+        if limit < len(sep):
+            raise ValueError(f"limit must be at least the separator's length, not {limit!r}")
+        buf = self._buf
+        seplen = len(sep)
+        scanned = 0
+        found = -1
+
+        def ready() -> int:
+            nonlocal scanned, found
+            found = buf.find(sep, scanned)
+            if found >= 0:
+                return 0
+            if len(buf) >= limit:
+                return 0
+            scanned = max(len(buf) - seplen + 1, 0)
+            return len(buf) + 1
+
+        self._loop(what, ready)
+        if found >= 0:
+            end = found + seplen
+            if end > limit:
+                raise LineTooLong(limit)
+            return self._take(end)
+        if len(buf) >= limit:
+            raise LineTooLong(limit)
+        return None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``; block while the transport's send buffer is full.
+
+        Raises :class:`StreamClosed` once the stream is closed or its connection lost, or
+        after :meth:`write_eof`.
+        """
+        if type(data) is not bytes:
+            if isinstance(data, str):
+                raise TypeError("Stream.write() takes bytes, not str; encode it first")
+            data = bytes(data)
+        if self._closed or self._lost or self._write_closed:
+            raise self._write_error("Stream.write()")
+        self._transport.write(data)
+        if self._write_paused:
+            self._wait_writable("write()")
+
+    def writelines(self, lines: list[bytes]) -> None:
+        """Write each of ``lines`` (no separators are added)."""
+        for line in lines:
+            self.write(line)
+
+    def _write_error(self, what: str) -> StreamClosed:
+        if self._write_closed and not self._closed and not self._lost:
+            return StreamClosed(f"{what}: write_eof() was called, the stream takes no more data")
+        return self._closed_error(what)
+
+    def _wait_writable(self, what: str) -> None:
+        cur, hub = current_hub_and_greenlet(f"Stream.{what}")
+        waiter = Waiter(hub, cur)
+        self._writers.append(waiter)
+        try:
+            self._park(waiter, self._deadline(hub))
+        finally:
+            if waiter.active or waiter in self._writers:
+                with contextlib.suppress(ValueError):
+                    self._writers.remove(waiter)
+
+    def drain(self) -> None:
+        """Wait until the data written so far has been handed to the kernel.
+
+        Raises :class:`StreamClosed` if the connection is gone.
+        """
+        if self._closed or self._lost:
+            raise self._closed_error("Stream.drain()")
+        t = self._transport
+        if self._write_paused:
+            self._wait_writable("drain()")
+            return
+        if not isinstance(t, abstract.FileDescriptor) or t.producer is not self._protocol:
+            return
+        if not (t._tempDataLen or len(t.dataBuffer) - t.offset):
+            return
+        # The transport calls resumeProducing() on its streaming producer once its buffer is
+        # empty only if it believes it paused it; say it did.
+        t.producerPaused = True
+        self._write_paused = True
+        self._wait_writable("drain()")
+
+    def write_eof(self) -> None:
+        """Half-close: send EOF after the buffered data; reading goes on.
+
+        Raises :class:`StreamError` if the transport cannot half-close.
+        """
+        if self._closed or self._lost:
+            raise self._closed_error("Stream.write_eof()")
+        if self._write_closed:
+            return
+        t = self.transport
+        if not IHalfCloseableDescriptor.providedBy(t):
+            raise StreamError(f"this transport ({type(t).__name__}) cannot half-close")
+        self._write_closed = True
+        self._release_producer()
+        t.loseWriteConnection()
+
+    def _release_producer(self) -> None:
+        # A transport with a registered producer never finishes closing: let it go.
+        t: Any = self._transport
+        if t is not None and getattr(t, "producer", None) is self._protocol:
+            t.unregisterProducer()
+        self._write_paused = False
+        self._wake_writers(None)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def close(self, wait: bool = False, timeout: float | None = None) -> None:
+        """Close the connection once the data written so far has been sent.
+
+        With ``wait=True``, block until the connection is closed; if ``timeout`` passes first
+        the connection is aborted (and that is waited for).  Reading or writing a closed stream
+        raises :class:`StreamClosed`; closing again does nothing.
+        """
+        if not self._closed:
+            self._closed = True
+            if not self._lost:
+                self._release_producer()
+                self.transport.loseConnection()
+            self._wake_reader()
+            self._wake_writers(StreamClosed("Stream.write(): the stream was closed"))
+        if wait:
+            self.wait_closed(timeout)
+
+    def abort(self, wait: bool = False) -> None:
+        """Close the connection at once, dropping unsent data (the peer sees a reset)."""
+        if not self._lost:
+            self._closed = True
+            self._release_producer()
+            self.transport.abortConnection()
+        self._closed = True
+        self._wake_reader()
+        self._wake_writers(StreamClosed("Stream.write(): the stream was aborted"))
+        if wait:
+            self.wait_closed()
+
+    def wait_closed(self, timeout: float | None = None) -> None:
+        """Wait until the connection is closed; past ``timeout`` abort it (and wait for that)."""
+        if self._lost:
+            return
+        cur, hub = current_hub_and_greenlet("Stream.wait_closed()")
+        waiter = Waiter(hub, cur)
+        self._lost_waiters.append(waiter)
+        mine = Timeout(timeout) if timeout is not None else None
+        try:
+            hub.wait(waiter, timeout, mine)
+        except Timeout as t:
+            if t is not mine:
+                raise
+            self.abort(wait=True)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._lost_waiters.remove(waiter)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close(wait=True)
+        else:
+            self.abort(wait=not isinstance(exc, ReactorStopped))
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+class Listener:
+    """A listening port whose accepted connections each run a handler in a green thread.
+
+    ``address`` is the bound address and ``port`` its port number; ``handlers`` is a
+    :class:`txgreen.Group` of the handler threads still running.
+    """
+
+    def __init__(
+        self, handler: Callable[[Stream], object], close_timeout: float | None, reactor: Any
+    ) -> None:
+        self._handler = handler
+        self.close_timeout = close_timeout
+        self.reactor = reactor
+        self.handlers = Group()
+        self.listening_port: Any = None
+        self._address: IAddress | None = None  # kept: a closed port cannot tell it any more
+        self._closed = Event()
+
+    def __repr__(self) -> str:
+        return f"<txgreen.Listener on {self._address} with {len(self.handlers)} handlers>"
+
+    @property
+    def address(self) -> IAddress:
+        """The address the port is bound to."""
+        assert self._address is not None
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The bound port number (for TCP: useful after listening on port 0)."""
+        return int(self.address.port)
+
+    def _accepted(self, stream: Stream) -> None:
+        # In the hub, from connectionMade.
+        if self._closed.is_set():
+            stream.abort()
+            return
+        self.handlers.spawn(self._serve_one, stream)
+
+    def _serve_one(self, stream: Stream) -> None:
+        try:
+            self._handler(stream)
+        except GreenletExit:
+            stream.abort()
+        except ReactorStopped:
+            stream.abort()
+            return
+        except Exception:
+            log.failure(
+                "txgreen: handler {handler!r} failed on the connection from {peer}; "
+                "aborting the connection",
+                handler=self._handler,
+                peer=stream.peer,
+            )
+            stream.abort()
+        else:
+            stream.close()
+        # Leave only once the connection is fully closed (the port's owner may be waiting).
+        for _ in range(3):
+            try:
+                stream.wait_closed(self.close_timeout)
+                return
+            except GreenletExit:
+                stream.abort()
+            except ReactorStopped:
+                return
+
+    def close(self) -> None:
+        """Stop accepting connections; block until the port is closed.
+
+        Running handlers go on (see :meth:`join` and :meth:`kill`).
+        """
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self.listening_port is not None:
+            block_on(maybeDeferred(self.listening_port.stopListening))
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every handler has finished; False if ``timeout`` passed first."""
+        return self.handlers.join(timeout)
+
+    def kill(self, block: bool = True, timeout: float | None = None) -> None:
+        """Kill the running handlers (their connections are aborted)."""
+        self.handlers.kill(block=block, timeout=timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until :meth:`close` is called; False if ``timeout`` passed first."""
+        return self._closed.wait(timeout)
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        self.kill()
+
+
+def _reactor_of(reactor: Any) -> Any:
+    return reactor if reactor is not None else get_hub().reactor
+
+
+def listen(
+    endpoint: str | IStreamServerEndpoint,
+    handler: Callable[[Stream], object],
+    *,
+    reactor: Any = None,
+    close_timeout: float | None = 30.0,
+) -> Listener:
+    """Listen on ``endpoint`` and run ``handler(stream)`` for each connection in a green thread.
+
+    ``endpoint`` is an endpoint description (``"tcp:0:interface=127.0.0.1"``) or an
+    ``IStreamServerEndpoint``.  When the handler returns, the connection is closed; when it
+    raises, the error is logged with its traceback and the connection is aborted.  After the
+    handler, its thread waits for the connection to close, at most ``close_timeout`` seconds
+    (then it aborts it).  Blocks until the port listens (raising the error if it cannot).
+    """
+    reactor = _reactor_of(reactor)
+    ep: Any = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
+    listener = Listener(handler, close_timeout, reactor)
+    port = block_on(ep.listen(_ServerFactory(listener)))
+    listener.listening_port = port
+    listener._address = port.getHost()
+    return listener
+
+
+def serve(
+    endpoint: str | IStreamServerEndpoint,
+    handler: Callable[[Stream], object],
+    *,
+    reactor: Any = None,
+    on_listen: Callable[[Listener], object] | None = None,
+    close_timeout: float | None = 30.0,
+) -> None:
+    """:func:`listen`, then block until the listener is closed or this green thread is killed.
+
+    ``on_listen(listener)`` is called once the port listens (to learn the port, or to keep the
+    listener to close it later).  On the way out the port is closed and the handlers still
+    running are killed.
+    """
+    listener = listen(endpoint, handler, reactor=reactor, close_timeout=close_timeout)
+    try:
+        if on_listen is not None:
+            on_listen(listener)
+        listener.wait()
+    finally:
+        try:
+            listener.close()
+        finally:
+            listener.kill()
+
+
+# -- clients ---------------------------------------------------------------------------------------
+
+
+def connect(
+    endpoint: str | IStreamClientEndpoint,
+    *,
+    timeout: float | None = None,
+    reactor: Any = None,
+) -> Stream:
+    """Connect to ``endpoint`` and return the :class:`Stream`.
+
+    ``endpoint`` is a client endpoint description (``"tcp:host=127.0.0.1:port=8080"``) or an
+    ``IStreamClientEndpoint``.  Raises the connection error (for example Twisted's
+    ``ConnectionRefusedError``), or :class:`txgreen.Timeout` after ``timeout`` seconds.
+    """
+    reactor = _reactor_of(reactor)
+    ep: Any = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
+    factory = _ClientFactory()
+    try:
+        protocol = block_on(ep.connect(factory), timeout)
+    except BaseException:
+        # Interrupted after the connection was made: do not leave it open.
+        for p in factory.protocols:
+            if p.transport is not None and not p.stream._lost:
+                p.transport.abortConnection()
+        raise
+    assert isinstance(protocol, _StreamProtocol)
+    return protocol.stream
