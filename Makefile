@@ -38,6 +38,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py --smoke
 	$(BIN)/python benchmarks/bench_threads.py --smoke
 	$(BIN)/python benchmarks/bench_primitives.py --smoke
+	$(BIN)/python benchmarks/bench_echo.py --smoke
 
 test: lint typecheck docs pytest reactors bench-smoke
 
@@ -45,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_primitives.py
+	$(BIN)/python benchmarks/bench_echo.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

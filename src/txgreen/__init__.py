@@ -24,10 +24,18 @@ from txgreen._greenthread import (
 from txgreen._hub import get_hub
 from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
 from txgreen._pool import Group, Pool, PoolFull, joinall, killall
+from txgreen._protocols import (
+    CallbackQueue,
+    CallbackQueueClosed,
+    blocking,
+    callback_queue,
+    connect_protocol,
+)
 from txgreen._queue import Empty, Full, LifoQueue, PriorityQueue, Queue
 from txgreen._run import ReactorAlreadyRunning, run
 from txgreen._stream import (
     ConcurrentReadError,
+    HalfCloseNotSupported,
     IncompleteReadError,
     LineTooLong,
     Listener,
@@ -63,6 +71,8 @@ __all__ = [
     "AsyncResult",
     "BlockingInHubError",
     "BoundedSemaphore",
+    "CallbackQueue",
+    "CallbackQueueClosed",
     "Channel",
     "ChannelClosed",
     "ConcurrentReadError",
@@ -74,6 +84,7 @@ __all__ = [
     "GreenThread",
     "GreenletExit",
     "Group",
+    "HalfCloseNotSupported",
     "InReactorThreadError",
     "IncompleteReadError",
     "LifoQueue",
@@ -101,8 +112,11 @@ __all__ = [
     "UnexpectedSwitchError",
     "as_deferred",
     "block_on",
+    "blocking",
     "call_in_thread",
+    "callback_queue",
     "connect",
+    "connect_protocol",
     "defer_to_green",
     "generator",
     "get_hub",

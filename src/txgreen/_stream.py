@@ -1,4 +1,8 @@
-"""Green streams: a TCP connection read and written from a green thread, plus servers and clients.
+"""Green streams: a connection read and written from a green thread, plus servers and clients.
+
+Any stream endpoint works: TCP, TLS (Twisted's TLS layer over TCP; a TLS client's
+:func:`connect` also waits for the handshake, so a rejected certificate raises there) and
+UNIX sockets.
 
 A :class:`Stream` wraps one connection made by a small Twisted ``Protocol``.  The protocol runs in
 the hub (reactor callbacks) and only fills buffers and wakes waiters with ``resume_later``; the
@@ -19,6 +23,7 @@ opens a client connection.  Both accept Twisted endpoint description strings or 
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -34,6 +39,7 @@ from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableDescriptor,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IPushProducer,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
@@ -53,6 +59,7 @@ from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
     "ConcurrentReadError",
+    "HalfCloseNotSupported",
     "IncompleteReadError",
     "LineTooLong",
     "Listener",
@@ -105,10 +112,26 @@ class ConcurrentReadError(StreamError):
     """A second green thread tried to read a stream while another one is reading it."""
 
 
+class HalfCloseNotSupported(StreamError):
+    """:meth:`Stream.write_eof` on a transport that cannot half-close (TLS, for one)."""
+
+
+def _tls_layer(transport: object) -> Any:
+    """The transport if it is Twisted's TLS layer (``TLSMemoryBIOProtocol``), else None.
+
+    Looked up in ``sys.modules``: when ``twisted.protocols.tls`` was never imported, no
+    connection can be using it (and pyOpenSSL may not even be installed).
+    """
+    tls = sys.modules.get("twisted.protocols.tls")
+    if tls is not None and isinstance(transport, tls.TLSMemoryBIOProtocol):
+        return transport
+    return None
+
+
 # -- the protocol ---------------------------------------------------------------------------------
 
 
-@implementer(IHalfCloseableProtocol, IPushProducer)
+@implementer(IHalfCloseableProtocol, IHandshakeListener, IPushProducer)
 class _StreamProtocol(Protocol):
     """Reactor side of a Stream: runs in the hub, forwards everything to the stream."""
 
@@ -122,9 +145,11 @@ class _StreamProtocol(Protocol):
         transport: Any = self.transport
         assert transport is not None
         self.stream._transport = transport
+        self.stream._tls = _tls_layer(transport) is not None
         # Let the transport tell us when its send buffer is full (pauseProducing) and when it
         # has drained (resumeProducing): that is what makes write() block.
         transport.registerProducer(self, True)
+        self.stream._producer_registered = True
         if self._on_made is not None:
             self._on_made(self.stream)
 
@@ -143,6 +168,17 @@ class _StreamProtocol(Protocol):
         if n >= s.high_water and reader is None and not s._recv_paused and not s._lost:
             s._recv_paused = True
             s._transport.pauseProducing()
+
+    def handshakeCompleted(self) -> None:
+        # TLS: also called when the handshake worked but the client's hostname check then
+        # failed and aborted the connection; connectionLost (with the error) comes next.
+        s = self.stream
+        if getattr(s._transport, "disconnecting", False):
+            return
+        s._secured = True
+        waiters = s._secure_waiters
+        while waiters:
+            waiters.popleft().resume_later(None)
 
     def readConnectionLost(self) -> None:
         s = self.stream
@@ -225,6 +261,10 @@ class Stream:
         self._lost = False  # connectionLost has run
         self._lost_reason: Failure | None = None
         self._lost_waiters: deque[Waiter] = deque()
+        self._tls = False  # the transport is Twisted's TLS layer
+        self._producer_registered = False  # our protocol is the transport's producer
+        self._secured = False  # TLS: the handshake completed (and the peer was verified)
+        self._secure_waiters: deque[Waiter] = deque()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("lost" if self._lost else "open")
@@ -293,9 +333,9 @@ class Stream:
                 self._error = reason.value
         self._wake_reader()
         self._wake_writers(self._closed_error("the connection was lost while writing"))
-        waiters = self._lost_waiters
-        while waiters:
-            waiters.popleft().resume_later(None)
+        for waiters in (self._lost_waiters, self._secure_waiters):
+            while waiters:
+                waiters.popleft().resume_later(None)
 
     def _closed_error(self, what: str) -> StreamClosed:
         if self._closed:
@@ -533,45 +573,82 @@ class Stream:
     def drain(self) -> None:
         """Wait until the data written so far has been handed to the kernel.
 
-        Raises :class:`StreamClosed` if the connection is gone.
+        Over TLS that includes the TLS layer's own buffers (data written before the handshake
+        completed waits there).  Raises :class:`StreamClosed` if the connection is gone.
         """
-        if self._closed or self._lost:
-            raise self._closed_error("Stream.drain()")
-        t = self._transport
-        if self._write_paused:
+        while True:
+            if self._closed or self._lost:
+                raise self._closed_error("Stream.drain()")
+            if self._write_paused:
+                # The transport said its buffer is full: wait until it says it drained.
+                self._wait_writable("drain()")
+                continue
+            t: Any = self._transport
+            producer: Any = self._protocol  # what the socket transport calls back
+            tls = _tls_layer(t)
+            if tls is not None:
+                aggregator = getattr(tls, "_aggregator", None)
+                if aggregator is not None:
+                    aggregator.flush()  # small writes wait there for the next reactor turn
+                if self._write_paused or tls._appSendBuffer:
+                    # Buffered until the handshake completes; the layer paused us and will
+                    # resume us then.
+                    if not self._write_paused:
+                        return  # not paused: we would never be woken; cannot tell
+                    continue
+                t = tls.transport
+                producer = tls._producer
+            if not isinstance(t, abstract.FileDescriptor) or producer is None:
+                return
+            if t.producer is not producer:
+                return
+            if not (t._tempDataLen or len(t.dataBuffer) - t.offset):
+                return
+            # The transport calls resumeProducing() on its streaming producer once its buffer
+            # is empty only if it believes it paused it; say it did (and so for TLS's
+            # go-between, which passes resumeProducing() on only after a pauseProducing()).
+            t.producerPaused = True
+            if producer is not self._protocol:
+                membrane: Any = producer
+                membrane._producerPaused = True
+            self._write_paused = True
             self._wait_writable("drain()")
-            return
-        if not isinstance(t, abstract.FileDescriptor) or t.producer is not self._protocol:
-            return
-        if not (t._tempDataLen or len(t.dataBuffer) - t.offset):
-            return
-        # The transport calls resumeProducing() on its streaming producer once its buffer is
-        # empty only if it believes it paused it; say it did.
-        t.producerPaused = True
-        self._write_paused = True
-        self._wait_writable("drain()")
 
     def write_eof(self) -> None:
         """Half-close: send EOF after the buffered data; reading goes on.
 
-        Raises :class:`StreamError` if the transport cannot half-close.
+        Raises :class:`HalfCloseNotSupported` if the transport cannot half-close (TLS: Twisted
+        answers a TLS close by closing both directions); the stream stays usable then.
         """
         if self._closed or self._lost:
             raise self._closed_error("Stream.write_eof()")
         if self._write_closed:
             return
         t = self.transport
-        if not IHalfCloseableDescriptor.providedBy(t):
-            raise StreamError(f"this transport ({type(t).__name__}) cannot half-close")
+        if self._tls or _tls_layer(t) is not None:
+            raise HalfCloseNotSupported(
+                "Stream.write_eof(): a TLS connection cannot be half-closed (Twisted's TLS "
+                "layer answers a TLS close_notify by closing the whole connection); end the "
+                "request in the protocol itself (a length, a terminator) or close() the stream"
+            )
+        if not IHalfCloseableDescriptor.providedBy(t) or not hasattr(
+            type(t), "loseWriteConnection"
+        ):
+            # (A wrapping transport may only forward loseWriteConnection to the socket below
+            # it through __getattr__, skipping its own layer: that is not a half-close.)
+            raise HalfCloseNotSupported(
+                f"Stream.write_eof(): this transport ({type(t).__name__}) cannot half-close"
+            )
         self._write_closed = True
         self._release_producer()
         t.loseWriteConnection()
 
     def _release_producer(self) -> None:
         # A transport with a registered producer never finishes closing: let it go.
-        t: Any = self._transport
-        if t is not None and getattr(t, "producer", None) is self._protocol:
-            t.unregisterProducer()
+        # (Over TLS the socket's producer is TLS's go-between, not us: remember instead.)
+        if self._producer_registered:
+            self._producer_registered = False
+            self._transport.unregisterProducer()
         self._write_paused = False
         self._wake_writers(None)
 
@@ -671,8 +748,17 @@ class Listener:
 
     @property
     def port(self) -> int:
-        """The bound port number (for TCP: useful after listening on port 0)."""
-        return int(self.address.port)
+        """The bound port number (for TCP: useful after listening on port 0).
+
+        A UNIX socket has no port: this raises AttributeError then (use ``address.name``).
+        """
+        address = self.address
+        port = getattr(address, "port", None)
+        if port is None:
+            raise AttributeError(
+                f"Listener.port: {address!r} has no port number; use Listener.address"
+            )
+        return int(port)
 
     def _accepted(self, stream: Stream) -> None:
         # In the hub, from connectionMade.
@@ -813,17 +899,52 @@ def connect(
     ``endpoint`` is a client endpoint description (``"tcp:host=127.0.0.1:port=8080"``) or an
     ``IStreamClientEndpoint``.  Raises the connection error (for example Twisted's
     ``ConnectionRefusedError``), or :class:`txgreen.Timeout` after ``timeout`` seconds.
+
+    Over TLS (``"tls:host=...:port=..."``) it returns once the handshake has completed and
+    the server's certificate was accepted; a rejected certificate raises the TLS error
+    (``OpenSSL.SSL.Error``, ``service_identity.VerificationError``).  ``timeout`` covers the
+    handshake too.
     """
     reactor = _reactor_of(reactor)
     ep: Any = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
     factory = _ClientFactory()
+    start = reactor.seconds()
     try:
         protocol = block_on(ep.connect(factory), timeout)
+        assert isinstance(protocol, _StreamProtocol)
+        stream = protocol.stream
+        if stream._tls:
+            remaining = None if timeout is None else timeout - (reactor.seconds() - start)
+            _wait_secured(stream, remaining, timeout)
     except BaseException:
         # Interrupted after the connection was made: do not leave it open.
         for p in factory.protocols:
             if p.transport is not None and not p.stream._lost:
                 p.transport.abortConnection()
         raise
-    assert isinstance(protocol, _StreamProtocol)
-    return protocol.stream
+    return stream
+
+
+def _wait_secured(stream: Stream, remaining: float | None, timeout: float | None) -> None:
+    """Wait for a TLS client connection's handshake; raise its error if it failed."""
+    if not (stream._secured or stream._lost):
+        cur, hub = current_hub_and_greenlet("connect()")
+        waiter = Waiter(hub, cur)
+        stream._secure_waiters.append(waiter)
+        try:
+            if remaining is None:
+                hub.wait(waiter)
+            else:
+                hub.wait(waiter, max(remaining, 0.0), Timeout(timeout))
+        finally:
+            with contextlib.suppress(ValueError):
+                stream._secure_waiters.remove(waiter)
+    if stream._secured:
+        return
+    # Lost before the handshake completed: the TLS error (certificate verification, ...), or
+    # the connection error; a clean close gets a StreamClosed that says what happened.
+    error = stream._error
+    stream._error = None
+    if error is not None:
+        raise error
+    raise stream._closed_error("connect(): the TLS handshake did not complete")

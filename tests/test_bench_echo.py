@@ -1,0 +1,91 @@
+"""benchmarks/bench_echo.py --smoke, run as a program: the shape of its report."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+from support import PROGRAM_TEST_MARKS, ROOT, run_program
+
+# The program starts its own servers (each in a process of its own, Twisted on epoll).
+pytestmark = [
+    *PROGRAM_TEST_MARKS,
+    pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build echoload"),
+    pytest.mark.skipif(
+        not (ROOT.parent / "shared" / "bench" / "echoload.c").exists(),
+        reason="the load generator's source ../shared/bench/echoload.c is missing",
+    ),
+]
+
+LABELS = [
+    "a. green (txgreen.listen, recv/write)",
+    "b. Twisted Protocol (dataReceived)",
+    "c. gevent StreamServer",
+    "d. asyncio streams (start_server)",
+]
+ROW = re.compile(r"^  (\S.*?) +(\d{1,3}(?:,\d{3})*) +(\d{1,3}(?:,\d{3})*)$")
+RATIO = re.compile(
+    r"^  green / (twisted|gevent) +(1 conn|100 conns) += +(\d+\.\d{3})(  PASS|  MISS)?"
+    r"  \(target (.+)\)$"
+)
+
+
+def figure(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_smoke_report_has_every_server_and_the_ratios() -> None:
+    proc = run_program("benchmarks/bench_echo.py", "--smoke")
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 16, lines
+    assert lines[0] == (
+        "txgreen echo benchmark (smoke run: 0.5 s per measurement, figures are rough)"
+    )
+    assert re.fullmatch(
+        r"Python \d+\.\d+\.\d+ \(\w+\), Twisted \S+, greenlet \S+, gevent \S+, txgreen \S+",
+        lines[1],
+    ), lines[1]
+    assert re.fullmatch(
+        r"Twisted reactor: epoll; client: echoload \(C\), 64-byte ping-pong, "
+        r"0\.5 s per measurement, median of 1 interleaved round; \S+ \S+, \d+ CPUs",
+        lines[2],
+    ), lines[2]
+    assert lines[3] == ""
+    assert re.fullmatch(r"  server +1 conn +100 conns   \(round trips per second\)", lines[4])
+    figures: dict[str, tuple[float, float]] = {}
+    for line in lines[5:9]:
+        m = ROW.match(line)
+        assert m is not None, line
+        figures[m[1]] = (figure(m[2]), figure(m[3]))
+    assert list(figures) == LABELS
+    # Every server answered: echoload exits with an error (and the benchmark with it) if a
+    # connection fails, and a server that echoes at all does hundreds of round trips per second.
+    assert all(f > 100 for pair in figures.values() for f in pair), figures
+    assert lines[9:11] == ["", "ratios (same run):"]
+    green = figures[LABELS[0]]
+    others = {"twisted": figures[LABELS[1]], "gevent": figures[LABELS[2]]}
+    seen = []
+    for line in lines[11:15]:
+        m = RATIO.match(line)
+        assert m is not None, line
+        other, conns, ratio = m[1], m[2], float(m[3])
+        seen.append((other, conns))
+        i = 0 if conns == "1 conn" else 1
+        # The ratio is the one of the printed figures (rounded to whole round trips).
+        assert ratio == pytest.approx(green[i] / others[other][i], abs=0.002)
+        if other == "twisted":
+            assert m[4] == ("  PASS" if ratio >= 1.0 else "  MISS")
+            assert m[5] == ">= 1.00"
+        else:
+            assert m[4] is None
+            assert m[5] == "as close to 1 as possible"
+    assert seen == [
+        ("twisted", "1 conn"),
+        ("twisted", "100 conns"),
+        ("gevent", "1 conn"),
+        ("gevent", "100 conns"),
+    ]
+    assert re.fullmatch(r"total time: \d+\.\d s", lines[15]), lines[15]
