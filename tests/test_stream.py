@@ -8,7 +8,7 @@ import time
 
 import pytest
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError, DNSLookupError
 
 import txgreen
 from txgreen._stream import (
@@ -210,6 +210,14 @@ def test_connect_refused_raises_promptly() -> None:
     with pytest.raises(ConnectionRefusedError):
         connect(f"tcp:host=127.0.0.1:port={port}")
     assert time.monotonic() - start < 2
+
+
+def test_connect_dns_failure_raises_promptly() -> None:
+    # ".invalid" never resolves (RFC 2606), so this needs no network.
+    start = time.monotonic()
+    with pytest.raises(DNSLookupError, match=r"no-such-host\.invalid"):
+        txgreen.connect("tcp:host=no-such-host.invalid:port=80", timeout=10)
+    assert time.monotonic() - start < 5
 
 
 def test_connect_timeout_cancels_the_attempt() -> None:
