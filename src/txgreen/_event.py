@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from greenlet import getcurrent
 from twisted.internet.defer import Deferred
 
 from txgreen._greenthread import GreenThread, current_hub_and_greenlet
-from txgreen._hub import Waiter
+from txgreen._hub import TIMED_OUT, Waiter, wait_timed
 from txgreen._timeout import Timeout
 from txgreen._util import failure_of
 
@@ -57,28 +57,6 @@ def new_waiter(owner: object, what: str, timeout: float | None) -> Waiter:
         return Waiter(cur.hub, cur)
     cur, hub = current_hub_and_greenlet(f"{type(owner).__name__}.{what}")
     return Waiter(hub, cur)
-
-
-# What a timed wait returns when its own ``timeout`` passed (see :func:`wait_timed`).
-TIMED_OUT: Final[Any] = object()
-
-
-def wait_timed(waiter: Waiter, timeout: float | None) -> Any:
-    """``hub.wait(waiter, timeout)``, but return TIMED_OUT when ``timeout`` passes.
-
-    Only this wait's own deadline becomes TIMED_OUT: an enclosing ``with Timeout``, a kill or
-    the shutdown still raise.  This is what the calls that report a timeout by their return
-    value (``Event.wait`` -> False) or by an error of their own (``Queue.get`` -> Empty) use.
-    """
-    if timeout is None:
-        return waiter.hub.wait(waiter, None)
-    mine = Timeout(timeout)
-    try:
-        return waiter.hub.wait(waiter, timeout, mine)
-    except Timeout as t:
-        if t is mine:
-            return TIMED_OUT
-        raise
 
 
 def park(

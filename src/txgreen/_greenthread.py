@@ -13,7 +13,7 @@ from greenlet import greenlet as _greenlet
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from txgreen._hub import STOPPED, Hub, Waiter, get_hub
+from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
 from txgreen._util import failure_of
 from txgreen.errors import NotInReactorThreadError, ReactorStopped
@@ -259,17 +259,11 @@ class GreenThread(_greenlet, Generic[T]):
         links = self._links
         assert links is not None
         links.append(waiter)
-        mine = Timeout(timeout) if timeout is not None else None
         try:
-            hub.wait(waiter, timeout, mine)
-        except Timeout as t:
-            if t is mine:  # our own deadline, not an enclosing ``with Timeout``
-                return False
-            raise
+            return wait_timed(waiter, timeout) is not TIMED_OUT
         finally:
             if self._links is not None and waiter in self._links:
                 self._links.remove(waiter)
-        return True
 
     def get(self, timeout: float | None = None) -> T:
         """Wait for the thread and return its result, or raise the exception it died of."""

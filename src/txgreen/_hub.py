@@ -124,6 +124,31 @@ class Waiter:
         return result
 
 
+# What a timed wait returns when its own ``timeout`` passed (see :func:`wait_timed`).
+TIMED_OUT: Final[Any] = object()
+
+
+def wait_timed(waiter: Waiter, timeout: float | None) -> Any:
+    """``hub.wait(waiter, timeout)``, but return TIMED_OUT when ``timeout`` passes.
+
+    Only this wait's own deadline becomes TIMED_OUT: an enclosing ``with Timeout``, a kill or
+    the shutdown still raise.  This is what the calls that report a timeout by their return
+    value (``Event.wait`` -> False, ``GreenThread.join`` -> False) or by an error of their
+    own (``Queue.get`` -> Empty) use.
+    """
+    if timeout is None:
+        return waiter.hub.wait(waiter, None)
+    from txgreen._timeout import Timeout  # (_timeout imports this module)
+
+    mine = Timeout(timeout)
+    try:
+        return waiter.hub.wait(waiter, timeout, mine)
+    except Timeout as t:
+        if t is mine:
+            return TIMED_OUT
+        raise
+
+
 def _root(g: _greenlet) -> _greenlet:
     while g.parent is not None:
         g = g.parent

@@ -19,9 +19,8 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent
 
-from txgreen._event import TIMED_OUT, wait_timed
 from txgreen._greenthread import GreenThread, current_hub_and_greenlet, spawn
-from txgreen._hub import Waiter, get_hub
+from txgreen._hub import TIMED_OUT, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
 from txgreen.errors import TxgreenError
 

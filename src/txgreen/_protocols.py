@@ -30,9 +30,8 @@ from twisted.python.failure import Failure
 
 from txgreen._block import as_deferred, block_on
 from txgreen._greenthread import current_hub_and_greenlet
-from txgreen._hub import Waiter, get_hub
+from txgreen._hub import TIMED_OUT, Waiter, get_hub, wait_timed
 from txgreen._queue import Empty
-from txgreen._timeout import Timeout
 from txgreen.errors import TxgreenError
 
 __all__ = [
@@ -373,18 +372,13 @@ class CallbackQueue(Generic[T]):
         cur, hub = current_hub_and_greenlet(f"CallbackQueue.get() ({self.method})")
         waiter = Waiter(hub, cur)
         self._getters.append(waiter)
-        mine = Timeout(timeout) if timeout is not None else None
         try:
-            item = hub.wait(waiter, timeout, mine)
-        except Timeout as t:
-            if t is mine:
-                raise Empty(
-                    f"CallbackQueue.get(): no {self.method}() call within {timeout} seconds"
-                ) from None
-            raise
+            item = wait_timed(waiter, timeout)
         finally:
             if waiter in self._getters:
                 self._getters.remove(waiter)
+        if item is TIMED_OUT:
+            raise Empty(f"CallbackQueue.get(): no {self.method}() call within {timeout} seconds")
         if item is _END:
             raise CallbackQueueClosed(self.reason)
         return item  # type: ignore[no-any-return]

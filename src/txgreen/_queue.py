@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 from txgreen._event import (
-    TIMED_OUT,
     count_active,
     hand_over,
     new_waiter,
@@ -31,7 +30,7 @@ from txgreen._event import (
     wait_woken,
     wake_all,
 )
-from txgreen._hub import Waiter
+from txgreen._hub import TIMED_OUT, Waiter
 from txgreen.errors import TxgreenError
 
 __all__ = ["Empty", "Full", "LifoQueue", "PriorityQueue", "Queue"]

@@ -52,7 +52,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 from txgreen._block import block_on
 from txgreen._event import Event
 from txgreen._greenthread import current_hub_and_greenlet
-from txgreen._hub import Hub, Waiter, get_hub
+from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
 from txgreen.errors import ReactorStopped, TxgreenError
@@ -719,16 +719,13 @@ class Stream:
         cur, hub = current_hub_and_greenlet("Stream.wait_closed()")
         waiter = Waiter(hub, cur)
         self._lost_waiters.append(waiter)
-        mine = Timeout(timeout) if timeout is not None else None
         try:
-            hub.wait(waiter, timeout, mine)
-        except Timeout as t:
-            if t is not mine:
-                raise
-            self.abort(wait=True)
+            timed_out = wait_timed(waiter, timeout) is TIMED_OUT
         finally:
             with contextlib.suppress(ValueError):
                 self._lost_waiters.remove(waiter)
+        if timed_out:
+            self.abort(wait=True)
 
     def __enter__(self) -> Stream:
         return self
