@@ -1,6 +1,6 @@
 """TCP echo servers under a C ping-pong load: txgreen streams against Twisted, gevent and asyncio.
 
-Run: ``.venv/bin/python benchmarks/bench_echo.py`` (about 50 s: 5 interleaved rounds of 1 s per
+Run: ``.venv/bin/python benchmarks/bench_echo.py`` (about 60 s: 7 interleaved rounds of 1 s per
 measurement; ``--smoke`` for a quick check of the machinery, one round of 0.5 s; its figures
 are rough).
 
@@ -235,6 +235,16 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drive(port: int, conns: int, seconds: float) -> float:
     """Run echoload against ``port``; the round trips per second it measured."""
     out = subprocess.run(
@@ -266,7 +276,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="~0.5 s per measurement")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="interleaved rounds; each figure is their median"
+        "--rounds", type=int, default=7, help="interleaved rounds; each figure is their median"
     )
     parser.add_argument(
         "--profile",
@@ -316,15 +326,34 @@ def main() -> int:
             drive(port, 1, min(0.2, seconds / 5))  # warm-up: first accept, caches
         # Rounds: every server and configuration once per round, so that a change in the
         # machine's load hits them all alike; each figure is the median over the rounds.
+        # The order of the servers turns by one each round, so none is always measured
+        # right after the same neighbour.  Besides the round trips, the server process's CPU
+        # time per round trip is recorded (Linux): a steadier figure on a noisy machine.
         runs: dict[tuple[str, int], list[float]] = {(k, c): [] for k in SERVERS for c in CONNS}
-        for _ in range(rounds):
+        cpu: dict[tuple[str, int], list[float]] = {(k, c): [] for k in SERVERS for c in CONNS}
+        kinds = list(SERVERS)
+        for r in range(rounds):
+            order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
             for conns in CONNS:
-                for kind in SERVERS:
-                    runs[kind, conns].append(drive(ports[kind], conns, seconds))
+                for kind in order:
+                    before = cpu_seconds(servers[kind].pid)
+                    trips = drive(ports[kind], conns, seconds)
+                    after = cpu_seconds(servers[kind].pid)
+                    runs[kind, conns].append(trips)
+                    if before is not None and after is not None and trips > 0:
+                        cpu[kind, conns].append((after - before) / (trips * seconds) * 1e6)
         for kind, label in SERVERS.items():
             figures[kind] = {c: statistics.median(runs[kind, c]) for c in CONNS}
             row = "".join(f"{figures[kind][c]:>12,.0f}" for c in CONNS)
             print(f"  {label:<40}{row}")
+        if all(cpu.values()):
+            print()
+            print(
+                f"  {'server CPU per round trip':<40}{'1 conn':>12}{'100 conns':>12}   (us, median)"
+            )
+            for kind, label in SERVERS.items():
+                row = "".join(f"{statistics.median(cpu[kind, c]):>12.1f}" for c in CONNS)
+                print(f"  {label:<40}{row}")
     finally:
         for proc in servers.values():
             stop_server(proc)
@@ -335,7 +364,17 @@ def main() -> int:
             ratio = figures["green"][conns] / figures[other][conns]
             conn_label = f"{conns} conn{'s' if conns > 1 else ''}"
             tail = f"  {verdict(ratio)}" if other == "twisted" else ""
-            print(f"  green / {other:<8} {conn_label:<10} = {ratio:6.3f}{tail}  (target {target})")
+            # The same ratio within each round (measured a few seconds apart): how steady it is.
+            paired = [g / o for g, o in zip(runs["green", conns], runs[other, conns], strict=True)]
+            won = sum(1 for x in paired if x >= 1.0)
+            spread = (
+                f"per round {min(paired):.2f}-{max(paired):.2f}, "
+                f"green ahead in {won} of {len(paired)}"
+            )
+            print(
+                f"  green / {other:<8} {conn_label:<10} = {ratio:6.3f}{tail}  (target {target}; "
+                f"{spread})"
+            )
     print(f"total time: {time.monotonic() - started:.1f} s")
     return 0
 

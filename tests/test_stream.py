@@ -506,3 +506,40 @@ def test_argument_errors() -> None:
         s.write(bytearray(b"ok"))
         s.write(memoryview(b"!"))
         assert s.read_exactly(3) == b"ok!"
+
+
+def test_many_waiting_readers_are_woken_after_the_batch_and_counted_back() -> None:
+    # With several readers parked, dataReceived wakes them through the hub's ready queue
+    # (after the reactor's batch of events) instead of switching into each at once; with one,
+    # it switches straight in.  Both must deliver every byte in order, and the count of
+    # parked readers that picks the path must come back to zero however the waits end.
+    from txgreen import _stream
+
+    with listen(LOCAL, echo) as listener:
+
+        def client(i: int) -> bytes:
+            with connect(client_of(listener)) as s:
+                got = b""
+                for j in range(20):
+                    msg = f"{i}:{j};".encode()
+                    s.write(msg)
+                    got += s.read_exactly(len(msg))
+                return got
+
+        threads = [txgreen.spawn(client, i) for i in range(30)]
+        for i, t in enumerate(threads):
+            assert t.get(timeout=10) == b"".join(f"{i}:{j};".encode() for j in range(20))
+
+        # A reader that times out and one that is killed are counted back too.
+        with connect(client_of(listener)) as quiet:
+            quiet.timeout = 0.01
+            with pytest.raises(txgreen.Timeout):
+                quiet.recv()
+            quiet.timeout = None
+            reader = txgreen.spawn(quiet.recv)
+            txgreen.sleep(0.01)
+            assert _stream._parked_readers >= 1
+            reader.kill()
+            assert reader.dead
+        assert listener.join(timeout=5) is True
+    assert _stream._parked_readers == 0
