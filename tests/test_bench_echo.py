@@ -28,8 +28,9 @@ LABELS = [
 ROW = re.compile(r"^  (\S.*?) +(\d{1,3}(?:,\d{3})*) +(\d{1,3}(?:,\d{3})*)$")
 RATIO = re.compile(
     r"^  green / (twisted|gevent) +(1 conn|100 conns) += +(\d+\.\d{3})(  PASS|  MISS)?"
-    r"  \(target (.+)\)$"
+    r"  \(target (.+); per round (\d+\.\d\d)-(\d+\.\d\d), green ahead in (\d) of 1\)$"
 )
+CPU_ROW = re.compile(r"^  (\S.*?) +(\d+\.\d) +(\d+\.\d)$")
 
 
 def figure(text: str) -> float:
@@ -40,7 +41,7 @@ def test_smoke_report_has_every_server_and_the_ratios() -> None:
     proc = run_program("benchmarks/bench_echo.py", "--smoke")
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 16, lines
+    assert len(lines) == 22, lines
     assert lines[0] == (
         "txgreen echo benchmark (smoke run: 0.5 s per measurement, figures are rough)"
     )
@@ -64,6 +65,20 @@ def test_smoke_report_has_every_server_and_the_ratios() -> None:
     # Every server answered: echoload exits with an error (and the benchmark with it) if a
     # connection fails, and a server that echoes at all does hundreds of round trips per second.
     assert all(f > 100 for pair in figures.values() for f in pair), figures
+    # The servers' CPU time per round trip (from /proc: this test runs on Linux).
+    assert lines[9] == ""
+    assert re.fullmatch(
+        r"  server CPU per round trip +1 conn +100 conns   \(us, median\)", lines[10]
+    )
+    cpu: dict[str, tuple[float, float]] = {}
+    for line in lines[11:15]:
+        m = CPU_ROW.match(line)
+        assert m is not None, line
+        cpu[m[1]] = (float(m[2]), float(m[3]))
+    assert list(cpu) == LABELS
+    # Serving hundreds of round trips per second costs some CPU, and less than a second each.
+    assert all(0 < f < 1e6 for pair in cpu.values() for f in pair), cpu
+    lines = lines[6:]  # the ratios follow as before
     assert lines[9:11] == ["", "ratios (same run):"]
     green = figures[LABELS[0]]
     others = {"twisted": figures[LABELS[1]], "gevent": figures[LABELS[2]]}
@@ -76,6 +91,9 @@ def test_smoke_report_has_every_server_and_the_ratios() -> None:
         i = 0 if conns == "1 conn" else 1
         # The ratio is the one of the printed figures (rounded to whole round trips).
         assert ratio == pytest.approx(green[i] / others[other][i], abs=0.002)
+        # One round: its per-round ratio is the ratio, and "won" says which side of 1 it is.
+        assert float(m[6]) == float(m[7]) == pytest.approx(ratio, abs=0.006)
+        assert m[8] == ("1" if green[i] >= others[other][i] else "0")
         if other == "twisted":
             assert m[4] == ("  PASS" if ratio >= 1.0 else "  MISS")
             assert m[5] == ">= 1.00"
