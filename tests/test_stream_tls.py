@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,9 +36,11 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
+from twisted.logger import LogLevel
 from twisted.protocols.policies import WrappingFactory
 
 import txgreen
+from support import log_events
 from txgreen._stream import (
     HalfCloseNotSupported,
     Listener,
@@ -185,22 +189,67 @@ def test_tls_with_endpoint_objects(cert: SelfSigned) -> None:
 # -- verification -------------------------------------------------------------------------------
 
 
+def handshake_failures() -> Any:
+    return log_events(lambda e: "TLS handshake" in str(e.get("log_format", "")))
+
+
 def test_tls_client_rejects_an_untrusted_certificate(cert: SelfSigned) -> None:
-    server_saw: list[BaseException] = []
+    ran: list[Stream] = []
 
-    def handler(stream: Stream) -> None:
-        try:
-            stream.recv()
-        except Exception as e:
-            server_saw.append(e)
-
-    with listen(tls_server(cert), handler) as listener:
+    with handshake_failures() as logged, listen(tls_server(cert), ran.append) as listener:
         # No trustRoots: the platform's CAs, which do not include our self-signed certificate.
         with pytest.raises(SSL.Error, match="certificate verify failed"):
             connect(f"tls:host=localhost:port={listener.port}", timeout=5)
         assert listener.join(timeout=5)
-    # The server learns of it as a TLS error too (the client's alert), not as data.
-    assert [type(e) for e in server_saw] == [SSL.Error]
+    # The server's handler never ran: the handshake failed (the client's alert); that is
+    # logged at info level with the TLS error.
+    assert ran == []
+    assert len(logged) == 1
+    assert logged[0]["log_level"] == LogLevel.info
+    assert isinstance(logged[0]["error"], SSL.Error)
+
+
+def test_tls_server_drops_a_client_that_speaks_no_tls(cert: SelfSigned) -> None:
+    ran: list[Stream] = []
+    with handshake_failures() as logged, listen(tls_server(cert), ran.append) as listener:
+        with connect(f"tcp:host=127.0.0.1:port={listener.port}", timeout=5) as plain:
+            plain.write(b"GET / HTTP/1.0\r\n\r\n")
+            # The server answers with a TLS alert, or nothing, and closes the connection.
+            with contextlib.suppress(ConnectionLost, ConnectionResetError):
+                while plain.recv():
+                    pass
+        assert listener.join(timeout=5)
+    assert ran == []
+    assert len(logged) == 1
+
+
+def test_tls_server_drops_a_client_that_never_starts_the_handshake(cert: SelfSigned) -> None:
+    ran: list[Stream] = []
+    with (
+        handshake_failures() as logged,
+        listen(tls_server(cert), ran.append, handshake_timeout=0.2) as listener,
+    ):
+        with connect(f"tcp:host=127.0.0.1:port={listener.port}", timeout=5) as silent:
+            started = time.monotonic()
+            with contextlib.suppress(ConnectionLost, ConnectionResetError):
+                assert silent.read() == b""  # the server gives up on it: EOF or a reset
+            assert 0.1 < time.monotonic() - started < 5
+        assert listener.join(timeout=5)
+    assert ran == []
+    assert [e["timeout"] for e in logged] == [0.2]
+
+
+def test_tls_handler_runs_after_the_handshake(cert: SelfSigned) -> None:
+    secured_on_entry: list[bool] = []
+
+    def handler(stream: Stream) -> None:
+        secured_on_entry.append(stream._secured)
+        echo(stream)
+
+    with listen(tls_server(cert), handler) as listener, connect(tls_client(listener, cert)) as s:
+        s.write(b"ping")
+        assert s.read_exactly(4) == b"ping"
+    assert secured_on_entry == [True]
 
 
 def test_tls_client_rejects_a_certificate_for_another_name(cert: SelfSigned) -> None:

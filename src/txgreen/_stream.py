@@ -784,10 +784,15 @@ class Listener:
     """
 
     def __init__(
-        self, handler: Callable[[Stream], object], close_timeout: float | None, reactor: Any
+        self,
+        handler: Callable[[Stream], object],
+        close_timeout: float | None,
+        reactor: Any,
+        handshake_timeout: float | None = 30.0,
     ) -> None:
         self._handler = handler
         self.close_timeout = close_timeout
+        self.handshake_timeout = handshake_timeout
         self.reactor = reactor
         self.handlers = Group()
         self.listening_port: Any = None
@@ -826,7 +831,10 @@ class Listener:
 
     def _serve_one(self, stream: Stream) -> None:
         try:
-            self._handler(stream)
+            if stream._tls and not self._secure(stream):
+                stream.abort()
+            else:
+                self._handler(stream)
         except GreenletExit:
             stream.abort()
         except ReactorStopped:
@@ -851,6 +859,33 @@ class Listener:
                 stream.abort()
             except ReactorStopped:
                 return
+
+    def _secure(self, stream: Stream) -> bool:
+        """TLS: wait for the handshake; False (logged) if it failed or took too long.
+
+        A handler runs only on a connection whose handshake completed, so it never has to
+        tell a client that gave up on the server's certificate (or spoke no TLS at all) from
+        an error of its own protocol.
+        """
+        try:
+            _wait_secured(stream, self.handshake_timeout, "listen()")
+        except Timeout:
+            log.info(
+                "txgreen: no TLS handshake from {peer} within {timeout} s; dropping the "
+                "connection (listen(handshake_timeout=...))",
+                peer=stream.peer,
+                timeout=self.handshake_timeout,
+            )
+            return False
+        except Exception as e:
+            log.info(
+                "txgreen: the TLS handshake with {peer} failed, the handler does not run: "
+                "{error!r}",
+                peer=stream.peer,
+                error=e,
+            )
+            return False
+        return True
 
     def close(self) -> None:
         """Stop accepting connections; block until the port is closed.
@@ -898,6 +933,7 @@ def listen(
     *,
     reactor: Any = None,
     close_timeout: float | None = 30.0,
+    handshake_timeout: float | None = 30.0,
 ) -> Listener:
     """Listen on ``endpoint`` and run ``handler(stream)`` for each connection in a green thread.
 
@@ -906,10 +942,14 @@ def listen(
     raises, the error is logged with its traceback and the connection is aborted.  After the
     handler, its thread waits for the connection to close, at most ``close_timeout`` seconds
     (then it aborts it).  Blocks until the port listens (raising the error if it cannot).
+
+    Over TLS the handler runs once the handshake has completed; a connection whose handshake
+    fails, or does not complete within ``handshake_timeout`` seconds, is dropped (logged at
+    info level) without running the handler.
     """
     reactor = _reactor_of(reactor)
     ep: Any = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
-    listener = Listener(handler, close_timeout, reactor)
+    listener = Listener(handler, close_timeout, reactor, handshake_timeout)
     port = block_on(ep.listen(_ServerFactory(listener)))
     listener.listening_port = port
     listener._address = port.getHost()
@@ -923,6 +963,7 @@ def serve(
     reactor: Any = None,
     on_listen: Callable[[Listener], object] | None = None,
     close_timeout: float | None = 30.0,
+    handshake_timeout: float | None = 30.0,
 ) -> None:
     """:func:`listen`, then block until the listener is closed or this green thread is killed.
 
@@ -930,7 +971,13 @@ def serve(
     listener to close it later).  On the way out the port is closed and the handlers still
     running are killed.
     """
-    listener = listen(endpoint, handler, reactor=reactor, close_timeout=close_timeout)
+    listener = listen(
+        endpoint,
+        handler,
+        reactor=reactor,
+        close_timeout=close_timeout,
+        handshake_timeout=handshake_timeout,
+    )
     try:
         if on_listen is not None:
             on_listen(listener)
@@ -972,7 +1019,7 @@ def connect(
         stream = protocol.stream
         if stream._tls:
             remaining = None if timeout is None else timeout - (reactor.seconds() - start)
-            _wait_secured(stream, remaining, timeout)
+            _wait_secured(stream, remaining, "connect()", timeout)
     except BaseException:
         # Interrupted after the connection was made: do not leave it open.
         for p in factory.protocols:
@@ -982,10 +1029,18 @@ def connect(
     return stream
 
 
-def _wait_secured(stream: Stream, remaining: float | None, timeout: float | None) -> None:
-    """Wait for a TLS client connection's handshake; raise its error if it failed."""
+def _wait_secured(
+    stream: Stream, remaining: float | None, what: str, timeout: float | None = None
+) -> None:
+    """Wait for a TLS connection's handshake; raise its error if it failed.
+
+    ``remaining`` bounds the wait (:class:`Timeout` after it, reporting ``timeout``, the
+    caller's whole budget, which defaults to ``remaining``).
+    """
+    if timeout is None:
+        timeout = remaining
     if not (stream._secured or stream._lost):
-        cur, hub = current_hub_and_greenlet("connect()")
+        cur, hub = current_hub_and_greenlet(what)
         waiter = Waiter(hub, cur)
         stream._secure_waiters.append(waiter)
         try:
@@ -1004,4 +1059,4 @@ def _wait_secured(stream: Stream, remaining: float | None, timeout: float | None
     stream._error = None
     if error is not None:
         raise error
-    raise stream._closed_error("connect(): the TLS handshake did not complete")
+    raise stream._closed_error(f"{what}: the TLS handshake did not complete")
