@@ -16,6 +16,7 @@ Each run happens once (the first test that needs it) and several tests check its
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -105,6 +106,24 @@ def test_hangs_past_marker_deadline():
 def test_leaks():
     txgreen.spawn(txgreen.block_on, defer.Deferred())
     reactor.callLater(100, print, "never")
+
+
+KEPT = []
+
+
+@pytest.mark.green(leak_check=True)
+def test_leaks_a_socket():
+    import socket
+
+    KEPT.append(socket.socket())  # never closed, never a reactor reader
+
+
+@pytest.mark.green(leak_check=True)
+def test_closes_its_socket():
+    import socket
+
+    with socket.socket():
+        pass
 
 
 @pytest.mark.green(leak_check=True)
@@ -348,6 +367,18 @@ def test_leak_check(pytester: pytest.Pytester) -> None:
     ), message
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="sockets are counted on Linux")
+def test_leak_check_counts_open_sockets(pytester: pytest.Pytester) -> None:
+    r = run(pytester, "strict")
+    assert r.outcome("test_closes_its_socket") == "passed", r.results
+    message = r.failure("test_leaks_a_socket").splitlines()[-1]
+    assert re.fullmatch(
+        r"E\s+txgreen\.pytest_plugin\.LeakError: the test left these behind: "
+        r"open sockets \(fd, inode\): \[\(\d+, 'socket:\[\d+\]'\)\]",
+        message,
+    ), message
+
+
 def test_strict_run_summary(pytester: pytest.Pytester) -> None:
     r = run(pytester, "strict")
     outcomes = {name: res["outcome"] for name, res in r.results.items()}
@@ -359,6 +390,8 @@ def test_strict_run_summary(pytester: pytest.Pytester) -> None:
         "test_reactor_option": "passed",
         "test_hangs_past_marker_deadline": "failed",
         "test_leaks": "failed",
+        "test_leaks_a_socket": "failed" if os.path.isdir("/proc/self/fd") else "passed",
+        "test_closes_its_socket": "passed",
         "test_clean": "passed",
         "test_hypothesis_green": "passed",
     }

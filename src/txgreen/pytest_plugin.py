@@ -10,8 +10,9 @@ so the body can call ``block_on``, ``spawn`` and ``sleep`` directly.
   the traceback shows where it was blocked.  pytest-timeout itself is kept as a backstop a few
   seconds later, for a hub that is stuck in non-yielding code.
 - Leak check (``txgreen_leak_check = true``, or ``@pytest.mark.green(leak_check=True)``): after
-  the body, the test fails if green threads, DelayedCalls or reactor readers/writers it started
-  are still there once the reactor has had a short while to settle; the leftovers are cleaned up.
+  the body, the test fails if green threads, DelayedCalls, reactor readers/writers or (on Linux)
+  socket file descriptors it started are still there once the reactor has had a short while to
+  settle; the leftover threads and timers are cleaned up.
 - ``--txgreen-reactor=NAME`` installs ``default``, ``epoll``, ``poll``, ``select`` or ``asyncio``
   before pytest-twisted starts it, to run a suite against each reactor.
 - ``@pytest.mark.in_hub`` keeps a sync test in the hub even in auto mode.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -288,6 +290,27 @@ def run_green_test(
     return result
 
 
+def _open_sockets() -> set[tuple[int, str]]:
+    """The process's open socket file descriptors as (fd, inode) pairs (Linux), else empty.
+
+    A socket that is no longer a reactor reader or writer (a transport that forgot to close
+    its socket, a ``socket.socket`` a test made itself) still shows up here.
+    """
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return set()
+    found = set()
+    for name in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile (or the directory's own descriptor)
+        if target.startswith("socket:"):
+            found.add((int(name), target))
+    return found
+
+
 def _snapshot(hub: Any) -> dict[str, set[Any]]:
     reactor = hub.reactor
     return {
@@ -295,6 +318,7 @@ def _snapshot(hub: Any) -> dict[str, set[Any]]:
         "calls": {c for c in reactor.getDelayedCalls() if c.active()},
         "readers": set(reactor.getReaders()),
         "writers": set(reactor.getWriters()),
+        "sockets": _open_sockets(),
     }
 
 
@@ -308,6 +332,7 @@ def _leftovers(hub: Any, before: dict[str, set[Any]]) -> dict[str, list[Any]]:
         "DelayedCalls": [c for c in now["calls"] - before["calls"] if c not in own],
         "readers": list(now["readers"] - before["readers"]),
         "writers": list(now["writers"] - before["writers"]),
+        "open sockets (fd, inode)": sorted(now["sockets"] - before["sockets"]),
     }
     return {k: v for k, v in found.items() if v}
 
