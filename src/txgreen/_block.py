@@ -84,20 +84,21 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     - Once the reactor has stopped it raises :class:`txgreen.ReactorStopped`.
     """
     cur = getcurrent()
-    # Fast path, kept to a handful of attribute reads: a green thread and a Deferred that has
-    # fired, is not waiting on another Deferred, and whose callback chain is not in the middle
-    # of running (a green thread resumed from inside that chain may have added callbacks that
-    # have not run yet, so d.result is not final).
-    if (
-        cur.__class__ is GreenThread
-        and awaitable.__class__ is Deferred
-        and awaitable.called
-        and not awaitable.paused
-        and not awaitable._runningCallbacks
-    ):
-        result = awaitable.result
-        if not isinstance(result, Failure):
-            return result
+    if cur.__class__ is GreenThread and awaitable.__class__ is Deferred:
+        if not awaitable.called:
+            if timeout is None:
+                # The common wait, kept lean: no timer, nothing to convert.
+                hub = cur.hub
+                waiter = Waiter(hub, cur)
+                awaitable.addBoth(waiter.on_result)
+                return _wait(hub, waiter, awaitable, None)
+        elif not awaitable.paused and not awaitable._runningCallbacks:
+            # Fired, not waiting on another Deferred, and its callback chain not in the middle
+            # of running (a green thread resumed from inside that chain may have added
+            # callbacks that have not run yet, so d.result is not final): no switch at all.
+            result = awaitable.result
+            if not isinstance(result, Failure):
+                return result
     return _block(cur, awaitable, timeout)
 
 
@@ -118,6 +119,11 @@ def _block(cur: Any, awaitable: Any, timeout: float | None) -> Any:
         result.raiseException()
     waiter = Waiter(hub, cur)
     d.addBoth(waiter.on_result)
+    return _wait(hub, waiter, d, timeout)
+
+
+def _wait(hub: Hub, waiter: Waiter, d: Deferred[Any], timeout: float | None) -> Any:
+    """Park until ``d`` (which resumes ``waiter``) fires; its result, or raise its failure."""
     try:
         result = hub.wait(waiter, timeout)
     except BaseException:
