@@ -108,6 +108,33 @@ def test_leaks():
     reactor.callLater(100, print, "never")
 
 
+SEEN = []
+
+
+@pytest.mark.green
+def test_returns_a_deferred():
+    # As under pytest-twisted: the test is not over until the Deferred it returns has fired.
+    return task.deferLater(reactor, 0.05, SEEN.append, "deferred")
+
+
+@pytest.mark.green
+def test_returns_a_coroutine():
+    async def later():
+        await task.deferLater(reactor, 0.05, SEEN.append, "coroutine")
+
+    return later()
+
+
+@pytest.mark.green
+def test_returned_deferreds_were_waited_for():
+    assert SEEN == ["deferred", "coroutine"]
+
+
+@pytest.mark.green
+def test_returns_a_failing_deferred():
+    return task.deferLater(reactor, 0, lambda: 1 / 0)
+
+
 KEPT = []
 
 
@@ -367,6 +394,17 @@ def test_leak_check(pytester: pytest.Pytester) -> None:
     ), message
 
 
+def test_a_green_test_waits_for_the_deferred_it_returns(pytester: pytest.Pytester) -> None:
+    r = run(pytester, "strict")
+    for name in (
+        "test_returns_a_deferred",
+        "test_returns_a_coroutine",
+        "test_returned_deferreds_were_waited_for",
+    ):
+        assert r.outcome(name) == "passed", r.results
+    assert "ZeroDivisionError" in r.failure("test_returns_a_failing_deferred")
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="sockets are counted on Linux")
 def test_leak_check_counts_open_sockets(pytester: pytest.Pytester) -> None:
     r = run(pytester, "strict")
@@ -389,6 +427,10 @@ def test_strict_run_summary(pytester: pytest.Pytester) -> None:
         "test_unmarked_blocks_in_hub": "failed",
         "test_reactor_option": "passed",
         "test_hangs_past_marker_deadline": "failed",
+        "test_returns_a_deferred": "passed",
+        "test_returns_a_coroutine": "passed",
+        "test_returned_deferreds_were_waited_for": "passed",
+        "test_returns_a_failing_deferred": "failed",
         "test_leaks": "failed",
         "test_leaks_a_socket": "failed" if os.path.isdir("/proc/self/fd") else "passed",
         "test_closes_its_socket": "passed",

@@ -7,6 +7,8 @@ so sync-looking code runs concurrently on Twisted's reactor.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
@@ -67,6 +69,24 @@ from txgreen.errors import (
     UnexpectedSwitchError,
 )
 
+if TYPE_CHECKING:
+    from txgreen._wsgi import WSGIResource, serve_wsgi
+
+# Imported on first use: the WSGI container pulls in twisted.web, which most programs never need.
+_LAZY = {"WSGIResource": "txgreen._wsgi", "serve_wsgi": "txgreen._wsgi"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'txgreen' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "AsyncResult",
     "BlockingInHubError",
@@ -110,6 +130,7 @@ __all__ = [
     "Timeout",
     "TxgreenError",
     "UnexpectedSwitchError",
+    "WSGIResource",
     "as_deferred",
     "block_on",
     "blocking",
@@ -127,6 +148,7 @@ __all__ = [
     "run",
     "run_in_hub",
     "serve",
+    "serve_wsgi",
     "set_thread_pool_size",
     "sleep",
     "spawn",

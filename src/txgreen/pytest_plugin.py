@@ -251,7 +251,7 @@ def run_green_test(
     reactor = hub.reactor
     before = _snapshot(hub) if leak_check else None
     result: Deferred[Any] = Deferred()
-    gt = spawn(fn, **kwargs)
+    gt = spawn(_call_and_wait, fn, kwargs)
     timer = None
 
     def fail(exc: BaseException) -> None:
@@ -288,6 +288,20 @@ def run_green_test(
 
     gt.link(done)
     return result
+
+
+def _call_and_wait(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """The green test body: ``fn(**kwargs)``, waiting for a Deferred or coroutine it returns.
+
+    pytest-twisted waits for a Deferred that a test returns; a test moved to a green thread
+    (``txgreen_mode = auto``) keeps that meaning instead of silently not waiting.
+    """
+    value = fn(**kwargs)
+    if isinstance(value, Deferred) or inspect.iscoroutine(value):
+        from txgreen import block_on
+
+        value = block_on(value)
+    return value
 
 
 def _open_sockets() -> set[tuple[int, str]]:

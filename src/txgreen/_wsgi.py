@@ -1,0 +1,627 @@
+"""A WSGI (PEP 3333) container for twisted.web that runs each request in a green thread.
+
+Twisted's own ``twisted.web.wsgi.WSGIResource`` hands every request to a thread of a thread
+pool, so the number of requests that can wait at once (on a database, on another HTTP
+service) is the size of the pool.  :class:`WSGIResource` runs each request in a txgreen green
+thread on the reactor's thread instead: a request that waits parks its green thread, so
+thousands can wait at once, and the application can call Twisted APIs directly with
+``txgreen.block_on``.
+
+How one request goes (all of it in the request's green thread, except the reactor callbacks
+of :class:`_Response` that only set flags and wake it):
+
+- ``render()`` (in the hub) registers the response as a streaming producer on the request and
+  spawns the green thread; it returns ``NOT_DONE_YET``.
+- The green thread builds the environ, calls the application, then iterates its result,
+  writing each chunk with ``request.write``.  When the transport's send buffer is full,
+  Twisted calls ``pauseProducing`` and the green thread waits before the next chunk, until
+  ``resumeProducing`` (so a slow client never makes the server buffer the whole body).
+- The status and headers given to ``start_response`` are held until the first non-empty
+  chunk (or ``write()`` call, or the end of an empty body), as PEP 3333 asks.
+- A client that disconnects makes the loop stop before the next chunk; an application error
+  becomes a 500 response if the headers have not gone out yet, else an aborted connection.
+  The iterable's ``close()`` is called exactly once whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import IO, Any, ClassVar
+
+from greenlet import GreenletExit
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IListeningPort, IPushProducer, IStreamServerEndpoint
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
+from twisted.web.http import NO_BODY_CODES
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer  # type: ignore[import-untyped]
+
+from txgreen._block import block_on
+from txgreen._event import Event
+from txgreen._hub import get_hub
+from txgreen._pool import Group
+from txgreen._util import failure_of
+from txgreen.errors import ReactorStopped
+
+__all__ = ["WSGIResource", "serve_wsgi"]
+
+log = Logger(namespace="txgreen.wsgi")
+
+# The environ a WSGI application gets, and the application: app(environ, start_response).
+_Environ = dict[str, Any]
+_Application = Callable[[_Environ, Any], Iterable[bytes]]
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
+
+# Headers that belong to one connection, not to the response: an application must not set them
+# (PEP 3333); Twisted's HTTP server manages them itself.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_STATUS = re.compile(r"[1-9][0-9]{2} [^\x00-\x08\x0a-\x1f\x7f]*")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_ERROR_BODY = b"500 Internal Server Error\n"
+
+
+def _latin1(what: str, text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"start_response(): {what} {text!r} is not latin-1 encodable; WSGI headers are "
+            "native strings holding latin-1 text (encode other text, e.g. RFC 2047 or %-escapes)"
+        ) from None
+
+
+def _check_status(status: object) -> str:
+    if not isinstance(status, str):
+        raise TypeError(
+            f"start_response(): status must be a str such as '200 OK', not "
+            f"{type(status).__name__!r}"
+        )
+    if not _STATUS.fullmatch(status):
+        raise ValueError(
+            f"start_response(): status {status!r} is not a three-digit code, a space and a "
+            "reason phrase, such as '200 OK'"
+        )
+    _latin1("status", status)
+    return status
+
+
+def _check_headers(headers: object) -> list[tuple[str, str]]:
+    if type(headers) is not list:
+        raise TypeError(
+            f"start_response(): headers must be a list of (name, value) tuples, not "
+            f"{type(headers).__name__!r}"
+        )
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise TypeError(
+                f"start_response(): each header must be a (name, value) tuple, not {item!r}"
+            )
+        name, value = item
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(
+                f"start_response(): header names and values must be str, not "
+                f"({type(name).__name__}, {type(value).__name__}) in {item!r}"
+            )
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"start_response(): {name!r} is not a valid header name")
+        if _BAD_VALUE.search(value):
+            raise ValueError(
+                f"start_response(): the value of header {name!r} holds a control character "
+                f"(a line break?): {value!r}"
+            )
+        if name.lower() in _HOP_BY_HOP:
+            raise ValueError(
+                f"start_response(): {name!r} is a hop-by-hop header, which a WSGI application "
+                "must not set (the HTTP server manages the connection)"
+            )
+        _latin1(f"the value of header {name!r}:", value)
+        if name.lower() == "content-length" and not (value.isdigit() and value.isascii()):
+            raise ValueError(
+                f"start_response(): Content-Length must be a non-negative integer, not {value!r}"
+            )
+    return headers
+
+
+# -- wsgi.errors --------------------------------------------------------------------------------
+
+
+class _ErrorStream:
+    """``environ["wsgi.errors"]``: text written here is logged, one event per line.
+
+    Lines go to ``twisted.logger`` (namespace ``txgreen.wsgi``) at error level; a last line
+    without its newline is logged by :meth:`flush` or at the end of the request.
+    """
+
+    def __init__(self, method: str, path: str) -> None:
+        self._where = f"{method} {path}"
+        self._partial = ""
+
+    def write(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"wsgi.errors.write() takes a str, not {type(text).__name__!r}")
+        text = self._partial + text
+        *lines, self._partial = text.split("\n")
+        for line in lines:
+            self._emit(line)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._partial:
+            line, self._partial = self._partial, ""
+            self._emit(line)
+
+    def _emit(self, line: str) -> None:
+        log.error("wsgi.errors ({where}): {text}", where=self._where, text=line)
+
+
+# -- one request --------------------------------------------------------------------------------
+
+
+@implementer(IPushProducer)
+class _Response:
+    """One request: the environ, ``start_response`` and the green thread that runs the app.
+
+    It is also the streaming producer registered on the request: ``pauseProducing`` and
+    ``resumeProducing`` (called in the hub by Twisted's HTTP channel) open and close the gate
+    that the green thread passes after each write.
+    """
+
+    def __init__(self, application: _Application, request: Request) -> None:
+        self.application = application
+        self.request: Any = request
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.declared_length: int | None = None
+        self.sent = 0
+        self.gone: BaseException | None = None  # why the client went away, once it has
+        self._writable = Event()
+        self._writable.set()
+        request.notifyFinish().addErrback(self._lost)
+
+    # -- reactor side (the hub) -----------------------------------------------------------------
+
+    def _lost(self, reason: Failure) -> None:
+        # notifyFinish's errback: the connection went away before the response was finished.
+        if self.gone is None:
+            self.gone = reason.value
+        self._writable.set()
+
+    def pauseProducing(self) -> None:
+        self._writable.clear()
+
+    def resumeProducing(self) -> None:
+        self._writable.set()
+
+    def stopProducing(self) -> None:
+        # The connection is being lost (notifyFinish's errback follows with the reason).
+        if self.gone is None:
+            self.gone = ConnectionLost("the connection was closed during the response")
+        self._writable.set()
+
+    # -- the environ ----------------------------------------------------------------------------
+
+    def environ(self) -> _Environ:
+        request: Any = self.request
+        method = request.method.decode("latin-1")
+        prepath: list[bytes] = request.prepath or []
+        postpath: list[bytes] = request.postpath or []
+        script_name = b"/" + b"/".join(prepath) if prepath else b""
+        path_info = b"/" + b"/".join(postpath) if postpath else b""
+        query = request.uri.partition(b"?")[2]
+        body: IO[bytes] = request.content if request.content is not None else io.BytesIO()
+        body.seek(0, io.SEEK_END)
+        body_length = body.tell()
+        body.seek(0)
+        host = request.getHost()
+        client = request.getClientAddress()
+        path = path_info.decode("latin-1")
+        env: _Environ = {
+            "REQUEST_METHOD": method,
+            "SCRIPT_NAME": script_name.decode("latin-1"),
+            "PATH_INFO": path,
+            "QUERY_STRING": query.decode("latin-1"),
+            "SERVER_NAME": request.getRequestHostname().decode("latin-1"),
+            "SERVER_PORT": str(getattr(host, "port", 0)),
+            "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
+            "REMOTE_ADDR": str(getattr(client, "host", "")),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "https" if request.isSecure() else "http",
+            "wsgi.input": body,
+            "wsgi.input_terminated": True,
+            "wsgi.errors": _ErrorStream(method, path),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "twisted.request": request,
+        }
+        remote_port = getattr(client, "port", None)
+        if remote_port is not None:
+            env["REMOTE_PORT"] = str(remote_port)
+        for raw_name, raw_values in request.requestHeaders.getAllRawHeaders():
+            name = raw_name.decode("latin-1").upper().replace("-", "_")
+            values = [v.decode("latin-1") for v in raw_values]
+            if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                env[name] = values[0]
+            else:
+                env["HTTP_" + name] = ("; " if name == "COOKIE" else ", ").join(values)
+        if "CONTENT_LENGTH" not in env and body_length:
+            # A chunked request body: twisted.web has read it all, so its length is known.
+            env["CONTENT_LENGTH"] = str(body_length)
+        return env
+
+    # -- start_response and write ---------------------------------------------------------------
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: _ExcInfo | tuple[None, None, None] | None = None,
+    ) -> Callable[[bytes], None]:
+        """PEP 3333's ``start_response``: record the status and headers; return ``write``."""
+        if exc_info is not None and exc_info[1] is not None:
+            try:
+                if self.headers_sent:
+                    # Too late to change the response: let the error go on up (PEP 3333).
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise RuntimeError(
+                "start_response() was called a second time without exc_info; only an error "
+                "handler may call it again, passing exc_info=sys.exc_info()"
+            )
+        status = _check_status(status)
+        headers = _check_headers(headers)
+        declared = None
+        for name, value in headers:
+            if name.lower() == "content-length":
+                declared = int(value)
+        self.status, self.headers, self.declared_length = status, list(headers), declared
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy ``write()`` callable: send ``data`` now (blocks while the client is slow).
+
+        Raises the connection's error (``ConnectionDone``, ``ConnectionLost``) once the client
+        has gone.
+        """
+        if not isinstance(data, bytes):
+            raise TypeError(f"write() takes bytes, not {type(data).__name__!r}")
+        if self.status is None:
+            raise RuntimeError("write() was called before start_response()")
+        if self.gone is not None:
+            raise self.gone
+        self._send(data)
+        if self.gone is not None:
+            raise self.gone
+
+    def _send(self, data: bytes) -> None:
+        """Send the headers if they have not gone out, then ``data``; wait while paused."""
+        if not self.headers_sent:
+            self._send_headers()
+        if data:
+            declared = self.declared_length
+            if declared is not None and self.sent + len(data) > declared:
+                raise RuntimeError(
+                    f"the application sent more than the {declared} bytes it declared in its "
+                    "Content-Length header"
+                )
+            self.sent += len(data)
+            self.request.write(data)
+        if not self._writable.is_set():
+            self._writable.wait()  # the client reads slowly: wait until its buffer drains
+
+    def _send_headers(self) -> None:
+        """Hand the status and headers to the request (Twisted writes them with the body)."""
+        assert self.status is not None
+        request: Any = self.request
+        code, _, reason = self.status.partition(" ")
+        request.setResponseCode(int(code), reason.encode("latin-1"))
+        request.defaultContentType = None  # no Content-Type unless the application gives one
+        grouped: dict[str, tuple[bytes, list[bytes]]] = {}
+        for name, value in self.headers:
+            entry = grouped.setdefault(name.lower(), (name.encode("latin-1"), []))
+            entry[1].append(value.encode("latin-1"))
+        for raw_name, values in grouped.values():
+            # setRawHeaders replaces Twisted's own defaults (Server, Date) when the app sets them.
+            request.responseHeaders.setRawHeaders(raw_name, values)
+        self.headers_sent = True
+        request.write(b"")
+
+    # -- the green thread -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run the application and send its response (the body of the request's green thread)."""
+        environ: _Environ = {}
+        result: Iterable[bytes] | None = None
+        try:
+            environ = self.environ()
+            result = self.application(environ, self.start_response)
+            self._iterate(result)
+        except BaseException as e:
+            try:
+                if result is not None:
+                    _close(result)
+            finally:
+                self._failed(e)
+            if not isinstance(e, Exception):
+                raise
+        else:
+            try:
+                self._finish()
+            finally:
+                _close(result)
+        finally:
+            errors = environ.get("wsgi.errors")
+            if isinstance(errors, _ErrorStream):
+                errors.flush()
+
+    def _iterate(self, result: Iterable[bytes]) -> None:
+        if self.gone is not None:
+            return
+        if (
+            type(result) in (list, tuple)
+            and len(result) == 1  # type: ignore[arg-type]
+            and self.declared_length is None
+            and self.status is not None
+            and not self.headers_sent
+            and int(self.status[:3]) not in NO_BODY_CODES
+        ):
+            # One chunk known in advance: send a Content-Length instead of chunked encoding.
+            only: Any = result[0]  # type: ignore[index]
+            if isinstance(only, bytes):
+                self.headers.append(("Content-Length", str(len(only))))
+                self.declared_length = len(only)
+        for chunk in result:
+            if not isinstance(chunk, bytes):
+                raise TypeError(
+                    f"the application's iterable yielded a {type(chunk).__name__!r}; WSGI "
+                    "response bodies are bytes"
+                )
+            if chunk:
+                if self.status is None:
+                    raise RuntimeError(
+                        "the application yielded body data before calling start_response()"
+                    )
+                self._send(chunk)
+            if self.gone is not None:
+                return  # the client went away: stop at this chunk
+        if self.status is None:
+            raise RuntimeError("the application returned without calling start_response()")
+        declared = self.declared_length
+        if (
+            declared is not None
+            and self.sent < declared
+            and self.request.method != b"HEAD"
+            and int(self.status[:3]) not in NO_BODY_CODES
+        ):
+            raise RuntimeError(
+                f"the application sent {self.sent} bytes, fewer than the {declared} it declared "
+                "in its Content-Length header"
+            )
+
+    def _finish(self) -> None:
+        if self.gone is not None:
+            return
+        request: Any = self.request
+        if not self.headers_sent:
+            assert self.status is not None
+            code = int(self.status[:3])
+            if (
+                self.declared_length is None
+                and request.method != b"HEAD"
+                and code >= 200
+                and code not in NO_BODY_CODES
+            ):
+                self.headers.append(("Content-Length", "0"))
+            self._send_headers()
+        self._unregister()
+        request.finish()
+
+    def _unregister(self) -> None:
+        if self.request.channel is not None and self.request.producer is not None:
+            self.request.unregisterProducer()
+
+    def _failed(self, exc: BaseException) -> None:
+        """The application (or our checks of what it did) raised ``exc``: log it and answer."""
+        request: Any = self.request
+        if self.gone is not None:
+            if exc is not self.gone and not isinstance(exc, GreenletExit | ReactorStopped):
+                log.failure(
+                    "WSGI application failed on {method} {uri} after the client disconnected",
+                    failure_of(exc),
+                    level=LogLevel.info,
+                    method=request.method.decode("latin-1"),
+                    uri=request.uri.decode("latin-1"),
+                )
+            return
+        if isinstance(exc, GreenletExit | ReactorStopped):
+            self._abort()  # killed (shutdown): no response can be given
+            return
+        if self.headers_sent:
+            log.failure(
+                "WSGI application failed on {method} {uri} after the response headers were "
+                "sent; aborting the connection",
+                failure_of(exc),
+                level=LogLevel.error,
+                method=request.method.decode("latin-1"),
+                uri=request.uri.decode("latin-1"),
+            )
+            self._abort()
+            return
+        log.failure(
+            "WSGI application failed on {method} {uri}; answering 500",
+            failure_of(exc),
+            level=LogLevel.error,
+            method=request.method.decode("latin-1"),
+            uri=request.uri.decode("latin-1"),
+        )
+        request.setResponseCode(500)
+        request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
+        request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(_ERROR_BODY)])
+        self.headers_sent = True
+        self._unregister()
+        request.write(_ERROR_BODY)
+        request.finish()
+
+    def _abort(self) -> None:
+        request: Any = self.request
+        if request.channel is not None:
+            request.transport.abortConnection()
+
+
+def _close(result: Iterable[bytes]) -> None:
+    """Call ``result.close()`` if it has one; log (not raise) an Exception it raises."""
+    close = getattr(result, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        log.failure(
+            "close() of the WSGI application's iterable {result!r} failed",
+            level=LogLevel.error,
+            result=result,
+        )
+
+
+# -- the resource -------------------------------------------------------------------------------
+
+
+class WSGIResource(Resource):
+    """A twisted.web resource that serves a WSGI application, each request in a green thread.
+
+    Put it anywhere in a resource tree (or make it a ``Site``'s root): it is a leaf, so the
+    path segments already consumed on the way to it become ``SCRIPT_NAME`` and the rest
+    ``PATH_INFO``.  For each request ``render()`` spawns a green thread that calls
+    ``application(environ, start_response)`` and writes the body it returns, and returns
+    ``NOT_DONE_YET`` at once.  The application may block with ``txgreen.block_on``,
+    ``txgreen.sleep`` or ``txgreen.call_in_thread``: only its own request waits.
+
+    ``threads`` is a :class:`txgreen.Group` of the green threads serving requests right now
+    (kill it to abort them, join it to wait for them).
+
+    ``reactor`` is accepted for symmetry with Twisted's own ``WSGIResource``; green threads
+    run on the reactor of txgreen's hub (the global one), so it must be that reactor.
+    """
+
+    isLeaf: ClassVar[bool] = True  # type: ignore[misc]
+
+    def __init__(self, application: _Application, *, reactor: Any = None) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        hub_reactor = get_hub().reactor
+        if reactor is not None and reactor is not hub_reactor:
+            raise ValueError(
+                "WSGIResource: green threads run on the global reactor (txgreen's hub); "
+                f"{reactor!r} is another one"
+            )
+        self.application = application
+        self.reactor = hub_reactor
+        self.threads = Group()
+
+    def __repr__(self) -> str:
+        return f"<txgreen.WSGIResource of {self.application!r}, {len(self.threads)} running>"
+
+    def render(self, request: Request) -> int:
+        """Start serving ``request`` in a new green thread; return ``NOT_DONE_YET``."""
+        response = _Response(self.application, request)
+        response.request.registerProducer(response, True)
+        self.threads.spawn(response.run)
+        return NOT_DONE_YET
+
+
+# -- serve_wsgi ---------------------------------------------------------------------------------
+
+
+class _TrackingSite(Site):
+    """A Site that remembers the transports of its open connections, for serve_wsgi to close."""
+
+    def __init__(self, resource: Resource, reactor: Any) -> None:
+        super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]
+        self.transports: set[Any] = set()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        if protocol is None:
+            return None
+        made, lost = protocol.makeConnection, protocol.connectionLost
+        transports = self.transports
+        mine: list[Any] = []
+
+        def make_connection(transport: Any) -> None:
+            mine.append(transport)
+            transports.add(transport)
+            made(transport)
+
+        def connection_lost(reason: Failure) -> None:
+            for transport in mine:
+                transports.discard(transport)
+            lost(reason)
+
+        protocol.makeConnection = make_connection
+        protocol.connectionLost = connection_lost
+        return protocol
+
+
+def serve_wsgi(
+    endpoint: str | IStreamServerEndpoint,
+    application: _Application,
+    *,
+    reactor: Any = None,
+    on_listen: Callable[[IListeningPort], object] | None = None,
+) -> None:
+    """Serve ``application`` over HTTP on ``endpoint`` until the calling green thread is killed.
+
+    ``endpoint`` is a server endpoint description (``"tcp:8080:interface=127.0.0.1"``) or an
+    ``IStreamServerEndpoint``; the server is a twisted.web ``Site`` whose root is a
+    :class:`WSGIResource` of ``application``.  Blocks until the port listens (raising the
+    error if it cannot), calls ``on_listen(port)`` with the ``IListeningPort`` (its
+    ``getHost().port`` is the bound port), then blocks until the green thread is killed.  On
+    the way out it stops listening, kills the requests still running (their connections are
+    aborted) and closes the idle connections.
+    """
+    resource = WSGIResource(application, reactor=reactor)
+    reactor = resource.reactor
+    ep: Any = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
+    site = _TrackingSite(resource, reactor)
+    port: Any = block_on(ep.listen(site))
+    try:
+        if on_listen is not None:
+            on_listen(port)
+        Event().wait()  # until killed
+    finally:
+        try:
+            with contextlib.suppress(ReactorStopped):  # shutdown: the reactor closes the port
+                block_on(port.stopListening())
+        finally:
+            try:
+                with contextlib.suppress(ReactorStopped):
+                    resource.threads.kill()
+            finally:
+                for transport in list(site.transports):
+                    transport.loseConnection()
