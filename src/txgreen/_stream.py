@@ -418,7 +418,8 @@ class Stream:
             data = bytes(buf)
             buf.clear()
         else:
-            data = bytes(buf[:n])
+            with memoryview(buf) as view:
+                data = bytes(view[:n])  # one copy (buf[:n] would make two)
             del buf[:n]
         if self._recv_paused and len(buf) < self.low_water and not self._lost:
             self._recv_paused = False
