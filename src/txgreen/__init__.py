@@ -25,6 +25,13 @@ from txgreen._greenthread import (
 )
 from txgreen._hub import get_hub
 from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
+from txgreen._monitor import (
+    BlockingReport,
+    BlockingWatch,
+    WatchAlreadyRunning,
+    watch_blocking,
+    watch_blocking_from_env,
+)
 from txgreen._pool import Group, Pool, PoolFull, joinall, killall
 from txgreen._protocols import (
     CallbackQueue,
@@ -90,6 +97,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AsyncResult",
     "BlockingInHubError",
+    "BlockingReport",
+    "BlockingWatch",
     "BoundedSemaphore",
     "CallbackQueue",
     "CallbackQueueClosed",
@@ -131,6 +140,7 @@ __all__ = [
     "TxgreenError",
     "UnexpectedSwitchError",
     "WSGIResource",
+    "WatchAlreadyRunning",
     "as_deferred",
     "block_on",
     "blocking",
@@ -154,6 +164,8 @@ __all__ = [
     "spawn",
     "spawn_later",
     "threaded",
+    "watch_blocking",
+    "watch_blocking_from_env",
 ]
 
 __version__ = "0.1.0"

@@ -555,5 +555,30 @@ def get_hub() -> Hub:
                 import atexit
 
                 atexit.register(_hub.stop_at_exit)
+                created = True
+            else:
+                created = False
             hub = _hub
+        if created:
+            _watch_from_env(hub)
     return hub
+
+
+def _watch_from_env(hub: Hub) -> None:
+    """Start the blocking detector if ``TXGREEN_WATCH_BLOCKING`` asks for it (docs/monitor.md).
+
+    A bad value is reported as a RuntimeWarning rather than raised: it would otherwise fail
+    whatever first needed the hub, far from the typo.
+    """
+    import os
+
+    if not os.environ.get("TXGREEN_WATCH_BLOCKING"):
+        return
+    import warnings
+
+    from txgreen._monitor import watch_blocking_from_env
+
+    try:
+        watch_blocking_from_env(reactor=hub.reactor)
+    except ValueError as e:
+        warnings.warn(f"{e}; no blocking detector started", RuntimeWarning, stacklevel=3)

@@ -252,6 +252,7 @@ def run_green_test(
     before = _snapshot(hub) if leak_check else None
     result: Deferred[Any] = Deferred()
     gt = spawn(_call_and_wait, fn, kwargs)
+    gt.name = getattr(fn, "__qualname__", None) or repr(fn)  # name the test, not the wrapper
     timer = None
 
     def fail(exc: BaseException) -> None:
