@@ -143,8 +143,11 @@ class Finished:
     stderr: str
 
 
-def run_script(script: str, *args: str) -> Finished:
-    """Run tests/scripts/``script`` (in that folder) to its end, or kill it after TIMEOUT."""
+def run_script(script: str, *args: str, env: dict[str, str] | None = None) -> Finished:
+    """Run tests/scripts/``script`` (in that folder) to its end, or kill it after TIMEOUT.
+
+    ``env``: extra environment variables for it.
+    """
     try:
         proc = subprocess.run(
             script_command(script, *args),
@@ -152,6 +155,7 @@ def run_script(script: str, *args: str) -> Finished:
             text=True,
             timeout=TIMEOUT,
             cwd=SCRIPTS,
+            env=None if env is None else {**os.environ, **env},
         )
     except subprocess.TimeoutExpired as e:
         return Finished(None, str(e.stdout), str(e.stderr))

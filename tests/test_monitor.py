@@ -28,12 +28,11 @@ import txgreen
 from support import (
     MAIN_LOOPS,
     SCRIPT_TEST_MARKS,
-    SCRIPTS,
     TIMEOUT,
     Finished,
     in_parallel,
     log_events,
-    script_command,
+    run_script,
 )
 from txgreen._monitor import (
     ENV_VAR,
@@ -399,19 +398,7 @@ def run_monitor_script(key: str) -> Finished:
     """Run tests/scripts/monitor_shutdown.py for ``key`` ("MODE REACTOR"), with the watch's
     environment variable set to 0.05 s."""
     mode, reactor_name = key.split()
-    env = dict(os.environ, **{ENV_VAR: "0.05"})
-    try:
-        proc = subprocess.run(
-            script_command("monitor_shutdown.py", reactor_name, mode),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            cwd=SCRIPTS,
-            env=env,
-        )
-    except subprocess.TimeoutExpired as e:
-        return Finished(None, str(e.stdout), str(e.stderr))
-    return Finished(proc.returncode, proc.stdout, proc.stderr)
+    return run_script("monitor_shutdown.py", reactor_name, mode, env={ENV_VAR: "0.05"})
 
 
 def script_outcomes() -> dict[str, Finished]:

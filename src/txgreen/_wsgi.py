@@ -450,37 +450,28 @@ class _Response:
     def _failed(self, exc: BaseException) -> None:
         """The application (or our checks of what it did) raised ``exc``: log it and answer."""
         request: Any = self.request
+
+        def report(what: str, level: LogLevel) -> None:
+            log.failure(
+                "WSGI application failed on {method} {uri}" + what,
+                failure_of(exc),
+                level=level,
+                method=request.method.decode("latin-1"),
+                uri=request.uri.decode("latin-1"),
+            )
+
         if self.gone is not None:
             if exc is not self.gone and not isinstance(exc, GreenletExit | ReactorStopped):
-                log.failure(
-                    "WSGI application failed on {method} {uri} after the client disconnected",
-                    failure_of(exc),
-                    level=LogLevel.info,
-                    method=request.method.decode("latin-1"),
-                    uri=request.uri.decode("latin-1"),
-                )
+                report(" after the client disconnected", LogLevel.info)
             return
         if isinstance(exc, GreenletExit | ReactorStopped):
             self._abort()  # killed (shutdown): no response can be given
             return
         if self.headers_sent:
-            log.failure(
-                "WSGI application failed on {method} {uri} after the response headers were "
-                "sent; aborting the connection",
-                failure_of(exc),
-                level=LogLevel.error,
-                method=request.method.decode("latin-1"),
-                uri=request.uri.decode("latin-1"),
-            )
+            report(" after the response headers were sent; aborting the connection", LogLevel.error)
             self._abort()
             return
-        log.failure(
-            "WSGI application failed on {method} {uri}; answering 500",
-            failure_of(exc),
-            level=LogLevel.error,
-            method=request.method.decode("latin-1"),
-            uri=request.uri.decode("latin-1"),
-        )
+        report("; answering 500", LogLevel.error)
         request.setResponseCode(500)
         request.responseHeaders.setRawHeaders(b"Content-Type", [b"text/plain; charset=utf-8"])
         request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(_ERROR_BODY)])
