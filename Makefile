@@ -39,6 +39,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_threads.py --smoke
 	$(BIN)/python benchmarks/bench_primitives.py --smoke
 	$(BIN)/python benchmarks/bench_echo.py --smoke
+	$(BIN)/python benchmarks/bench_wsgi.py --smoke
 
 test: lint typecheck docs pytest reactors bench-smoke
 
@@ -47,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_primitives.py
 	$(BIN)/python benchmarks/bench_echo.py
+	$(BIN)/python benchmarks/bench_wsgi.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
