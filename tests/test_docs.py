@@ -11,6 +11,7 @@ examples' interpreter start-ups overlap; each is still bounded by ``SUBPROCESS_T
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import subprocess
@@ -193,6 +194,23 @@ def test_public_name_has_docstring_and_docs(name: str) -> None:
         assert (obj.__doc__ or "").strip(), f"txgreen.{name} has no docstring"
     word = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
     assert any(word.search(m) for m in _mentions()), f"txgreen.{name} is not in the docs"
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in txgreen.__all__ if inspect.isclass(getattr(txgreen, n)))
+)
+def test_public_methods_and_properties_have_docstrings(name: str) -> None:
+    cls = getattr(txgreen, name)
+    if not cls.__module__.startswith("txgreen"):
+        return  # re-exported from another package
+    undocumented = [
+        attr
+        for attr, value in vars(cls).items()
+        if not attr.startswith("_")
+        and (inspect.isfunction(value) or isinstance(value, property))
+        and not (value.__doc__ or "").strip()
+    ]
+    assert undocumented == [], f"txgreen.{name}: no docstring on {undocumented}"
 
 
 def test_every_docs_page_is_in_the_nav() -> None:

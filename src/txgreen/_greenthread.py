@@ -126,6 +126,8 @@ class GreenThread(_greenlet, Generic[T]):
         self.hub.switch_to(self, None)
 
     def run(self, *_: object) -> None:  # greenlet entry point; ignores the switch argument
+        """The greenlet's body (called by greenlet, not by you): run the function, record
+        its outcome and wake whoever waits for it."""
         self._started = True
         fn, args, kwargs = self._fn, self._args, self._kwargs
         self._fn = self._args = self._kwargs = None
