@@ -169,6 +169,66 @@ def client(port: int, conns: int, seconds: float) -> None:
     asyncio.run(main())
 
 
+# -- the container's own cost, without the network (in a child process) -------------------------
+
+REQUEST = b"GET /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+
+def overhead(loops: int, repeats: int) -> None:
+    """Print the cost per request of a native twisted.web resource and of the green WSGI
+    container answering the same thing, requests fed straight into twisted.web's HTTP channel
+    over an in-memory transport: no sockets, no waiting, just the per-request work."""
+    from twisted.internet import epollreactor
+
+    epollreactor.install()  # type: ignore[no-untyped-call]
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    import txgreen
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", _headers())
+        return [BODY]
+
+    class Native(Resource):
+        isLeaf = True
+
+        def __init__(self) -> None:
+            Resource.__init__(self)  # type: ignore[no-untyped-call]
+
+        def render_GET(self, request: Any) -> bytes:
+            for name, value in _headers():
+                request.setHeader(name.encode(), value.encode())
+            return BODY
+
+    def per_request(resource: Any) -> float:
+        site: Any = Site(resource)  # type: ignore[no-untyped-call]
+        site.log = lambda request: None  # no access log: the same for both
+        channel: Any = site.buildProtocol(None)
+        transport: Any = StringTransport()  # type: ignore[no-untyped-call]
+        channel.makeConnection(transport)
+        start = time.perf_counter()
+        for _ in range(loops):
+            channel.dataReceived(REQUEST)
+            while not transport.value().endswith(BODY):
+                txgreen.sleep(0)  # let the request's green thread run (the native one is done)
+            transport.clear()
+        return (time.perf_counter() - start) / loops
+
+    def main() -> None:
+        native: list[float] = []
+        green: list[float] = []
+        per_request(Native())  # warm-up
+        per_request(txgreen.WSGIResource(app))
+        for _ in range(repeats):
+            native.append(per_request(Native()))
+            green.append(per_request(txgreen.WSGIResource(app)))
+        print(f"{statistics.median(native) * 1e6:.1f} {statistics.median(green) * 1e6:.1f}")
+
+    txgreen.run(main)
+
+
 # -- the parent ----------------------------------------------------------------------------------
 
 
@@ -238,7 +298,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--serve", choices=sorted(SERVE), help=argparse.SUPPRESS)
     parser.add_argument("--client", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--overhead", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.overhead is not None:
+        overhead(*args.overhead)
+        return 0
     if args.serve is not None:
         SERVE[args.serve]()
         return 0
@@ -305,6 +369,19 @@ def main() -> int:
             ratio = figures["green"][conns] / figures[other][conns]
             label = f"{conns} conn{'s' if conns > 1 else ''}"
             print(f"  green / {other:<8} {label:<10} = {ratio:6.3f}")
+    print()
+    loops, repeats = (300, 1) if args.smoke else (3000, 7)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--overhead", str(loops), str(repeats)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    native, green = (float(x) for x in out.stdout.split())
+    print("cost per request without the network (HTTP parsing to response, in-memory transport):")
+    print(f"  native twisted.web resource {native:8.1f} µs")
+    print(f"  green WSGIResource          {green:8.1f} µs   (+{green - native:.1f} µs per request)")
     print(f"total time: {time.monotonic() - started:.1f} s")
     return 0
 
