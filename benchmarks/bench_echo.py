@@ -34,9 +34,10 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from benchutil import cpu_seconds, stop_server, version
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = (ROOT / ".." / "shared" / "bench" / "echoload.c").resolve()
@@ -224,27 +225,6 @@ def server_port(kind: str, proc: subprocess.Popen[str]) -> int:
     return int(m[1])
 
 
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def drive(port: int, conns: int, seconds: float) -> float:
     """Run echoload against ``port``; the round trips per second it measured."""
     out = subprocess.run(
@@ -258,13 +238,6 @@ def drive(port: int, conns: int, seconds: float) -> float:
     if out.returncode != 0 or m is None or int(m[5]) != 0:
         raise RuntimeError(f"echoload failed ({out.returncode}): {out.stdout!r} {out.stderr!r}")
     return float(m[3])
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def verdict(ratio: float) -> str:

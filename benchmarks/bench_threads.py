@@ -34,8 +34,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from typing import Any
+
+from benchutil import version
 
 LOOPS = 5_000
 REPEATS = 7
@@ -45,13 +46,6 @@ SMOKE_REPEATS = 3
 
 def _noop() -> None:
     return None
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def crochet_installed() -> bool:

@@ -31,9 +31,10 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from benchutil import cpu_seconds, stop_server, version
 
 WAIT = 0.05
 CONNS = (1, 100)
@@ -246,27 +247,6 @@ def start_server(kind: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.split()[1])
 
 
-def stop_server(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def drive(port: int, conns: int, seconds: float) -> float:
     """Answers per second that the client counted."""
     out = subprocess.run(
@@ -282,13 +262,6 @@ def drive(port: int, conns: int, seconds: float) -> float:
     if out.returncode != 0 or not out.stdout.endswith(" answers\n"):
         raise RuntimeError(f"the client failed ({out.returncode}): {out.stdout!r} {out.stderr!r}")
     return int(out.stdout.split()[0]) / seconds
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def main() -> int:
