@@ -51,7 +51,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 
 from txgreen._block import block_on
 from txgreen._event import Event
-from txgreen._greenthread import GreenThread, current_hub_and_greenlet
+from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
@@ -375,21 +375,17 @@ class Stream:
         owner = self._read_owner
         if owner is not None and owner is not cur:
             raise ConcurrentReadError(
-                f"Stream.{what}: another green thread ({owner!r}) is already reading this "
+                f"{what}: another green thread ({owner!r}) is already reading this "
                 "stream; only one green thread may read a stream at a time (one reader and one "
                 "writer may work concurrently)"
             )
         if self._closed:
-            raise StreamClosed(f"Stream.{what}: the stream was closed")
+            raise StreamClosed(f"{what}: the stream was closed")
         return cur
 
     def _wait_for(self, want: int, what: str, deadline: float | None) -> None:
         """Park the reader until ``want`` bytes are buffered or the stream ends."""
-        cur: _greenlet = getcurrent()
-        if type(cur) is GreenThread:
-            hub = cur.hub  # (a GreenThread may always block)
-        else:
-            cur, hub = current_hub_and_greenlet(f"Stream.{what}")
+        cur, hub = current_hub_and_greenlet(what)
         waiter = Waiter(hub, cur)
         self._reader = waiter
         self._want = want
@@ -410,7 +406,7 @@ class Stream:
             if self._reader is waiter:
                 self._reader = None
         if self._closed:
-            raise StreamClosed(f"Stream.{what}: the stream was closed while reading")
+            raise StreamClosed(f"{what}: the stream was closed while reading")
 
     def _take(self, n: int) -> bytes:
         buf = self._buf
@@ -467,12 +463,12 @@ class Stream:
                 # The common case (a server loop waiting for the next request): one plain
                 # wait for the first byte, without the general loop below.
                 try:
-                    self._wait_for(1, "recv()", None)
+                    self._wait_for(1, "Stream.recv()", None)
                 finally:
                     self._read_owner = None
                 if self._buf:
                     return self._take(max_bytes)
-        self._loop("recv()", lambda: 0 if self._buf else 1)
+        self._loop("Stream.recv()", lambda: 0 if self._buf else 1)
         if self._buf:
             return self._take(max_bytes)
         return self._end_of_data()
@@ -486,11 +482,11 @@ class Stream:
         if n == 0:
             return b""
         if n < 0:
-            self._loop("read()", lambda: 0 if self._eof else len(self._buf) + 1)
+            self._loop("Stream.read()", lambda: 0 if self._eof else len(self._buf) + 1)
             if self._buf:
                 return self._take(len(self._buf))
             return self._end_of_data()
-        self._loop("read()", lambda: max(n - len(self._buf), 0) and n)
+        self._loop("Stream.read()", lambda: max(n - len(self._buf), 0) and n)
         if self._buf:
             return self._take(n)
         return self._end_of_data()
@@ -501,7 +497,7 @@ class Stream:
             raise ValueError(f"n must be >= 0, not {n!r}")
         if len(self._buf) >= n and self._read_owner is None and not self._closed:
             return self._take(n)
-        self._loop("read_exactly()", lambda: 0 if len(self._buf) >= n else n)
+        self._loop("Stream.read_exactly()", lambda: 0 if len(self._buf) >= n else n)
         if len(self._buf) >= n:
             return self._take(n)
         if not self._buf:
@@ -514,7 +510,7 @@ class Stream:
         :class:`LineTooLong` if the separator is not within ``limit`` bytes (the data stays
         buffered); :class:`IncompleteReadError` (with ``.partial``) if the stream ends first.
         """
-        line = self._until(separator, limit, "read_until()")
+        line = self._until(separator, limit, "Stream.read_until()")
         if line is not None:
             return line
         if not self._buf:
@@ -527,7 +523,7 @@ class Stream:
         :class:`LineTooLong` if no newline comes within ``limit`` bytes (the data stays
         buffered).
         """
-        line = self._until(b"\n", limit, "readline()")
+        line = self._until(b"\n", limit, "Stream.readline()")
         if line is not None:
             return line
         if self._buf:
@@ -608,7 +604,7 @@ class Stream:
         if data:
             t.write(data)
         if self._write_paused:
-            self._wait_writable("write()")
+            self._wait_writable("Stream.write()")
 
     def writelines(self, lines: list[bytes]) -> None:
         """Write each of ``lines`` (no separators are added)."""
@@ -621,7 +617,7 @@ class Stream:
         return self._closed_error(what)
 
     def _wait_writable(self, what: str) -> None:
-        cur, hub = current_hub_and_greenlet(f"Stream.{what}")
+        cur, hub = current_hub_and_greenlet(what)
         waiter = Waiter(hub, cur)
         self._writers.append(waiter)
         try:
@@ -642,7 +638,7 @@ class Stream:
                 raise self._closed_error("Stream.drain()")
             if self._write_paused:
                 # The transport said its buffer is full: wait until it says it drained.
-                self._wait_writable("drain()")
+                self._wait_writable("Stream.drain()")
                 continue
             t: Any = self._transport
             producer: Any = self._protocol  # what the socket transport calls back
@@ -673,7 +669,7 @@ class Stream:
                 membrane: Any = producer
                 membrane._producerPaused = True
             self._write_paused = True
-            self._wait_writable("drain()")
+            self._wait_writable("Stream.drain()")
 
     def write_eof(self) -> None:
         """Half-close: send EOF after the buffered data; reading goes on.
