@@ -24,6 +24,7 @@ from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
 from twisted.logger import Logger
 
+from txgreen._greenthread import _callable_name
 from txgreen._util import failure_of, make_exception
 from txgreen.errors import BlockingInHubError
 
@@ -114,7 +115,7 @@ class GreenGenerator(Iterator[Y], Generic[Y]):
     def __init__(
         self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        name = getattr(func, "__qualname__", None) or repr(func)
+        name = _callable_name(func)
         self._state: _State | None = _State(func, f"<txgreen.generator {name}>")
         self._args = args
         self._kwargs = kwargs

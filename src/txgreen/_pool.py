@@ -19,7 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent
 
-from txgreen._greenthread import GreenThread, current_hub_and_greenlet, spawn
+from txgreen._greenthread import GreenThread, _callable_name, current_hub_and_greenlet, spawn
 from txgreen._hub import TIMED_OUT, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
 from txgreen.errors import TxgreenError
@@ -588,7 +588,7 @@ class _Indexed(Generic[R]):
 
     def __init__(self, fn: Callable[..., R]) -> None:
         self.fn = fn
-        self.__qualname__ = getattr(fn, "__qualname__", None) or repr(fn)
+        self.__qualname__ = _callable_name(fn)
 
     def __call__(self, index: int, *args: Any) -> tuple[int, R]:
         return index, self.fn(*args)

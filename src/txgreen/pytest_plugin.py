@@ -244,6 +244,7 @@ def run_green_test(
 ) -> Deferred[Any]:
     """Run ``fn(**kwargs)`` in a green thread, enforcing ``deadline``; a Deferred of the outcome."""
     from txgreen import spawn
+    from txgreen._greenthread import _callable_name
     from txgreen._hub import get_hub
     from txgreen.errors import TestDeadlineExceeded
 
@@ -252,7 +253,7 @@ def run_green_test(
     before = _snapshot(hub) if leak_check else None
     result: Deferred[Any] = Deferred()
     gt = spawn(_call_and_wait, fn, kwargs)
-    gt.name = getattr(fn, "__qualname__", None) or repr(fn)  # name the test, not the wrapper
+    gt.name = _callable_name(fn)  # name the test, not the wrapper
     timer = None
 
     def fail(exc: BaseException) -> None:
