@@ -29,8 +29,9 @@ from twisted.protocols.basic import IntNStringReceiver, LineReceiver
 from twisted.python.failure import Failure
 
 from txgreen._block import as_deferred, block_on
+from txgreen._event import park
 from txgreen._greenthread import current_hub_and_greenlet
-from txgreen._hub import TIMED_OUT, Waiter, get_hub, wait_timed
+from txgreen._hub import TIMED_OUT, Waiter, get_hub
 from txgreen._queue import Empty
 from txgreen.errors import TxgreenError
 
@@ -371,12 +372,7 @@ class CallbackQueue(Generic[T]):
             raise Empty(f"CallbackQueue.get(): no {self.method}() call is queued")
         cur, hub = current_hub_and_greenlet(f"CallbackQueue.get() ({self.method})")
         waiter = Waiter(hub, cur)
-        self._getters.append(waiter)
-        try:
-            item = wait_timed(waiter, timeout)
-        finally:
-            if waiter in self._getters:
-                self._getters.remove(waiter)
+        item = park(self._getters, waiter, waiter, timeout, timed=True)
         if item is TIMED_OUT:
             raise Empty(f"CallbackQueue.get(): no {self.method}() call within {timeout} seconds")
         if item is _END:

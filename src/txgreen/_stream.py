@@ -50,9 +50,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from txgreen._block import block_on
-from txgreen._event import Event
+from txgreen._event import Event, park
 from txgreen._greenthread import current_hub_and_greenlet
-from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub, wait_timed
+from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
 from txgreen.errors import ReactorStopped, TxgreenError
@@ -746,13 +746,7 @@ class Stream:
             return
         cur, hub = current_hub_and_greenlet("Stream.wait_closed()")
         waiter = Waiter(hub, cur)
-        self._lost_waiters.append(waiter)
-        try:
-            timed_out = wait_timed(waiter, timeout) is TIMED_OUT
-        finally:
-            with contextlib.suppress(ValueError):
-                self._lost_waiters.remove(waiter)
-        if timed_out:
+        if park(self._lost_waiters, waiter, waiter, timeout, timed=True) is TIMED_OUT:
             self.abort(wait=True)
 
     def __enter__(self) -> Stream:
