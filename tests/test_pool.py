@@ -572,8 +572,9 @@ def test_pool_spawn_in_the_hub() -> Deferred[None]:
 def test_pool_add() -> None:
     pool = Pool(1)
     gate: Deferred[None] = Deferred()
-    a = txgreen.spawn(waits_for, gate, "a")
+    # b waits on the gate first, so it wakes (and ends) before a's end frees the slot.
     b = txgreen.spawn(waits_for, gate, "b")
+    a = txgreen.spawn(waits_for, gate, "a")
     pool.add(a)
     pool.add(a)  # already in: no slot needed
     with pytest.raises(PoolFull, match=r"^Pool\.add\(\): the pool is full \(1 of 1 slots used\)$"):

@@ -73,9 +73,9 @@ def expected_stdout(reactor: str, raised: str) -> list[str]:
         "worker: ran in a pool thread",
         "ready helper parked: True",
         "trigger: before shutdown",
-        # Both green threads blocked at the stop are woken, in the order they parked.
-        "helper: woken by ReactorStopped",
+        # Both green threads blocked at the stop are woken, in the order they were spawned.
         "main: woken by ReactorStopped",
+        "helper: woken by ReactorStopped",
         "trigger: after shutdown",
         f"run raised: {raised}",
         # Nothing left behind: only the main thread (the pool's worker is gone), no children.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, overload
 
 from greenlet import getcurrent
@@ -86,12 +86,35 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     cur = getcurrent()
     if cur.__class__ is GreenThread and awaitable.__class__ is Deferred:
         if not awaitable.called:
-            if timeout is None:
-                # The common wait, kept lean: no timer, nothing to convert.
-                hub = cur.hub
-                waiter = Waiter(hub, cur)
+            hub = cur.hub
+            if timeout is None and not hub._pending and hub.state is not STOPPED:
+                # The common wait, kept lean: Hub.wait inlined, with no timer, nothing to
+                # convert and nothing pending for this thread.  The thread's last waiter is
+                # reused when its wait ended normally (see below).
+                waiter = cur._spare
+                if waiter is None:
+                    waiter = cur._spare = Waiter(hub, cur)
+                else:
+                    waiter.active = True
                 awaitable.addBoth(waiter.on_result)
-                return _wait(hub, waiter, awaitable, None)
+                cur._waiter = waiter  # parked (Hub.parked_waiter); stale once inactive
+                try:
+                    got = hub.greenlet.switch()  # type: ignore[union-attr]
+                except BaseException:
+                    cur._spare = None
+                    waiter.active = False
+                    _abandon(awaitable)
+                    raise
+                if got is waiter and waiter.exc is None:
+                    result = waiter.value
+                    if not isinstance(result, Failure):
+                        # Resumed by the Deferred's callback, which has run and is gone, and
+                        # by nothing else: nothing refers to the waiter any more but this
+                        # thread, so it stays the spare.
+                        return result
+                # Anything else (a kill, a timeout, a failure) may still hold the waiter.
+                cur._spare = None
+                return _finish_wait(awaitable, hub.outcome, waiter, got)
         elif not awaitable.paused and not awaitable._runningCallbacks:
             # Fired, not waiting on another Deferred, and its callback chain not in the middle
             # of running (a green thread resumed from inside that chain may have added
@@ -122,14 +145,23 @@ def _block(cur: Any, awaitable: Any, timeout: float | None) -> Any:
     return _wait(hub, waiter, d, timeout)
 
 
+def _abandon(d: Deferred[Any]) -> None:
+    """Nobody waits for ``d`` any more (timeout, kill, shutdown): cancel it, quietly."""
+    d.cancel()
+    _mark_result_handled(d)
+
+
 def _wait(hub: Hub, waiter: Waiter, d: Deferred[Any], timeout: float | None) -> Any:
     """Park until ``d`` (which resumes ``waiter``) fires; its result, or raise its failure."""
+    return _finish_wait(d, hub.wait, waiter, timeout)
+
+
+def _finish_wait(d: Deferred[Any], outcome: Callable[[Waiter, Any], Any], *args: Any) -> Any:
+    """The result of a wait on ``d`` that ``outcome(*args)`` returns, or raise its failure."""
     try:
-        result = hub.wait(waiter, timeout)
+        result = outcome(*args)
     except BaseException:
-        # Timeout, kill, reactor shutdown: nobody waits for this Deferred any more.
-        d.cancel()
-        _mark_result_handled(d)
+        _abandon(d)
         raise
     if isinstance(result, Failure):
         # Resumed after the callback chain finished (see Waiter.on_result): if the failure
@@ -176,8 +208,7 @@ def _block_from_thread(hub: Hub, awaitable: Any, timeout: float | None) -> Any:
 
             def expire() -> None:
                 finish(False, Timeout(timeout))
-                d.cancel()
-                _mark_result_handled(d)
+                _abandon(d)
 
             timer = reactor.callLater(max(timeout, 0.0), expire)
 

@@ -246,7 +246,7 @@ class GreenGenerator(Iterator[Y], Generic[Y]):
         exc = BlockingInHubError(
             f"a blocking call in the body of {state.name}, consumed by the hub,"
         )
-        while not gr.dead and gr in hub._parked:
+        while not gr.dead and hub.parked_waiter(gr) is not None:
             hub.interrupt(gr, exc)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -13,6 +14,7 @@ from greenlet import greenlet as _greenlet
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from txgreen import _hub
 from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
 from txgreen._util import failure_of
@@ -82,6 +84,10 @@ class GreenThread(_greenlet, Generic[T]):
     hub: Hub
     _started: bool
     _done: bool
+    # The waiter of this thread's last wait: it is parked while that waiter is active.
+    _waiter: Waiter | None = None
+    # A finished waiter that block_on's lean path may reuse (see txgreen._block).
+    _spare: Waiter | None = None
 
     def __init__(
         self,
@@ -134,23 +140,34 @@ class GreenThread(_greenlet, Generic[T]):
         assert fn is not None
         assert args is not None
         assert kwargs is not None
+        # While the function runs, this frame refers to the thread only weakly: an exception's
+        # traceback reaches this frame (as the caller of _invoke's), and must not make a cycle
+        # back to the thread that stores the exception.
+        me = weakref.ref(self)
+        del self
         ok, value = _invoke(fn, args, kwargs)
         del fn, args, kwargs
+        gt = me()
+        assert gt is not None  # (the running greenlet is alive)
         if ok:
-            self._finish(value, None)
+            gt._finish(value, None)
         else:
-            self._finish(None, value)
+            gt._finish(None, value)
 
     def _finish(self, value: Any, exc: BaseException | None) -> None:
         self._done = True
+        self._spare = self._waiter = None  # (they refer back to this thread)
         hub = self.hub
-        hub.threads.discard(self)
+        hub.threads.pop(self, None)
         if hub._pending:
             hub._pending.pop(self, None)  # a kill that arrived after its last wait
         report = False
         if exc is not None:
             if isinstance(exc, GreenletExit):
-                # gevent's convention: a GreenletExit kill is a normal, successful end.
+                # gevent's convention: a GreenletExit kill is a normal, successful end.  Its
+                # traceback (where the thread waited) is of no use and refers back to this
+                # thread through the frames of the wait: drop it.
+                exc.__traceback__ = None
                 value, exc = exc, None
             elif isinstance(exc, KeyboardInterrupt | SystemExit):
                 # Ctrl-C or sys.exit() in a green thread ends the program, as in a thread-less one.
@@ -339,6 +356,9 @@ class GreenThread(_greenlet, Generic[T]):
         return d
 
 
+_hub.thread_class = GreenThread
+
+
 def current_hub_and_greenlet(what: str) -> tuple[_greenlet, Hub]:
     """The current greenlet and the hub, checking that the current greenlet may block."""
     cur = getcurrent()
@@ -374,7 +394,7 @@ def _new_thread(
             "thread, hand the work over with reactor.callFromThread(txgreen.spawn, fn, ...)"
         )
     gt: GreenThread[T] = GreenThread(hub, fn, args, kwargs)
-    hub.threads.add(gt)
+    hub.threads[gt] = None
     return gt
 
 

@@ -2,10 +2,12 @@
 
 Every green thread waits the same way: it parks a ``Waiter`` with :meth:`Hub.wait`, which
 switches to the hub.  Whoever completes the wait calls :meth:`Hub.resume` on that waiter.  When
-the resumer is the hub itself (a reactor callback, a timer) the hub switches straight into the
-waiting green thread; from anywhere else the wake-up goes on the hub's ready queue, which the
-hub runs on its next turn.  So green threads are only ever resumed by the hub, and a green
-thread that fires a Deferred is never suspended by doing so.
+the resumer is the hub itself (a reactor callback, a timer) and no other green thread is
+runnable, the hub switches straight into the waiting green thread; otherwise, and from anywhere
+else, the wake-up goes on the hub's ready queue, which the hub runs in FIFO order on its next
+turn.  So a reactor event never lets a thread jump ahead of threads already runnable, green
+threads are only ever resumed by the hub, and a green thread that fires a Deferred is never
+suspended by doing so.
 
 A waiter is resumed at most once: the first of result, timeout, kill or reactor shutdown wins,
 and any later attempt is a no-op.  That single rule is what keeps timeouts, kills and
@@ -72,17 +74,27 @@ class Waiter:
         self.hub = hub
         self.greenlet = greenlet
         self.active = True
+        self.exc = None
 
     def resume(self, value: Any = None, exc: BaseException | None = None) -> bool:
         """Complete the wait with ``value`` or ``exc``; False if it was already completed.
 
-        From the hub this switches straight into the waiting greenlet (and returns once it
-        waits again or ends); from anywhere else the wake-up goes on the hub's ready queue.
+        From the hub, when nothing else is runnable or when the hub is running its ready queue
+        (whose order this call is part of), this switches straight into the waiting greenlet
+        (and returns once it waits again or ends); otherwise the wake-up goes on the hub's
+        ready queue, behind the green threads already runnable (FIFO fairness between reactor
+        events and the ready queue).  Wake-ups made while the links of a finished green
+        thread run (its joiners) are queued too, so that no frame of the hub still refers to
+        the finished thread while they run: dropped, it is freed at once.
         """
         if not self._complete(value, exc):
             return False
         hub = self.hub
-        if getcurrent() is hub.greenlet:
+        if (
+            (not hub._ready or hub._draining)
+            and not hub._dispatching
+            and getcurrent() is hub.greenlet
+        ):
             hub.switch_to(self.greenlet, self)
         else:
             hub.schedule(hub.switch_waiter, self)
@@ -119,8 +131,26 @@ class Waiter:
         if self.active:
             if isinstance(result, Failure):
                 self.resume_later(result)
+                return result
+            # resume(result), inlined: this is half of every block_on round trip.  (``exc``
+            # is None: set so by __init__, and a waiter that failed is never reused.)
+            self.active = False
+            self.value = result
+            hub = self.hub
+            if (
+                (not hub._ready or hub._draining)
+                and not hub._dispatching
+                and getcurrent() is hub.greenlet
+            ):
+                # hub.switch_to(self.greenlet, self), inlined
+                g = self.greenlet
+                hub.entered = g
+                g.switch(self)
+                hub.entered = None
+                if hub._dying is not None:
+                    hub.dispatch_dying()
             else:
-                self.resume(result)
+                hub.schedule(hub.switch_waiter, self)
         return result
 
 
@@ -149,6 +179,11 @@ def wait_timed(waiter: Waiter, timeout: float | None) -> Any:
         raise
 
 
+# The class of green threads, registered by txgreen._greenthread (which imports this module):
+# green threads keep their waiter on themselves, other greenlets in Hub._parked.
+thread_class: type[_greenlet] | None = None
+
+
 def _root(g: _greenlet) -> _greenlet:
     while g.parent is not None:
         g = g.parent
@@ -167,9 +202,9 @@ class Hub:
         self.thread_ident: int | None = None
         self.state: str = NEW
         self.own = False  # True when txgreen created the hub greenlet and runs reactor.run()
-        self.threads: set[GreenThread[Any]] = (
-            set()
-        )  # live green threads, for shutdown and leak checks
+        # Live green threads in the order they were spawned (a dict used as an ordered set),
+        # for shutdown and leak checks.
+        self.threads: dict[GreenThread[Any], None] = {}
         self.exit_exception: BaseException | None = None  # KeyboardInterrupt/SystemExit to re-raise
         self._ready: deque[tuple[Callable[[Any], object], Any]] = deque()
         self._drain_call: DelayedCall | None = None
@@ -177,6 +212,8 @@ class Hub:
         # How long one turn of the hub may run green threads before the reactor gets to poll
         # for I/O again (the same idea, and default, as gevent's switch interval).
         self.switch_interval = 0.005
+        # The waiter of each parked greenlet that is not a GreenThread (a GreenThread keeps
+        # its own in its ``_waiter`` attribute, so that nothing in the hub refers to it).
         self._parked: dict[_greenlet, Waiter] = {}
         # exceptions (kills, expired Timeouts) for greenlets that were not parked, in order
         self._pending: dict[_greenlet, list[BaseException]] = {}
@@ -323,14 +360,34 @@ class Hub:
 
                 timeout_exc = Timeout(timeout)
             timer = self.reactor.callLater(max(timeout, 0.0), waiter.resume, None, timeout_exc)
-        parked = self._parked
-        parked[cur] = waiter
-        try:
-            got = self.greenlet.switch()  # type: ignore[union-attr]
-        finally:
-            del parked[cur]
-            if timer is not None and timer.active():
-                timer.cancel()
+        if cur.__class__ is thread_class:
+            # Left in place after the wait: a waiter that is no longer active means "not
+            # parked" (see parked_waiter); the thread drops it when it ends.
+            cur._waiter = waiter  # type: ignore[attr-defined]
+            try:
+                got = self.greenlet.switch()  # type: ignore[union-attr]
+            finally:
+                if timer is not None and timer.active():
+                    timer.cancel()
+        else:
+            parked = self._parked
+            parked[cur] = waiter
+            try:
+                got = self.greenlet.switch()  # type: ignore[union-attr]
+            finally:
+                del parked[cur]
+                if timer is not None and timer.active():
+                    timer.cancel()
+        if got is waiter and waiter.exc is None:
+            return waiter.value
+        return self.outcome(waiter, got)
+
+    def outcome(self, waiter: Waiter, got: Any) -> Any:
+        """What a wait on ``waiter`` that the hub's switch answered with ``got`` raises.
+
+        The uncommon ends of a wait (an exception, the hub exiting, a stray switch), shared by
+        :meth:`wait` and ``block_on``'s lean path.
+        """
         if got is not waiter:
             waiter.active = False
             if got is HUB_EXIT:
@@ -346,6 +403,13 @@ class Hub:
         if exc is not None:
             raise exc
         return waiter.value
+
+    def parked_waiter(self, g: _greenlet | None) -> Waiter | None:
+        """The waiter ``g`` is parked on, or None if it is not waiting in :meth:`wait`."""
+        if g.__class__ is thread_class:
+            w: Waiter | None = g._waiter  # type: ignore[union-attr,attr-defined]
+            return w if w is not None and w.active else None
+        return self._parked.get(g) if g is not None else None
 
     def resume(self, waiter: Waiter, value: Any = None, exc: BaseException | None = None) -> bool:
         """Complete ``waiter`` with ``value`` or ``exc`` (see :meth:`Waiter.resume`)."""
@@ -390,7 +454,7 @@ class Hub:
 
     def interrupt(self, target: _greenlet, exc: BaseException) -> None:
         """Deliver ``exc`` to ``target``: at once if it is parked, else at its next wait."""
-        waiter = self._parked.get(target)
+        waiter = self.parked_waiter(target)
         if waiter is not None and waiter.active:
             waiter.resume(None, exc)
         else:
@@ -488,6 +552,7 @@ class Hub:
                 except Exception:
                     log.failure("txgreen: error in a scheduled call {fn!r}", fn=fn)
             victims = [w for g2, w in self._parked.items() if g2 not in ancestors and w.active]
+            victims.extend(w for gt in self.threads if (w := gt._waiter) is not None and w.active)
             if not victims and not self._ready:
                 break
             # Complete every parked wait before running any of the threads, so that what one

@@ -238,8 +238,8 @@ class _Scheduler:
             runner._resume()
 
     def _waiting_in_txgreen(self) -> bool:
-        parked = self.hub._parked
-        return any(t._waiter is None and t._gr in parked for t in self.tasklets)
+        parked = self.hub.parked_waiter
+        return any(t._waiter is None and parked(t._gr) is not None for t in self.tasklets)
 
 
 def _world_of(g: _greenlet) -> tasklet:
@@ -599,9 +599,9 @@ class tasklet:
             raise error
         world = self._world
         if self._started and self._waiter is None:
-            hub = world.hub
-            if self._gr in hub._parked:
-                hub.interrupt(self._gr, error)
+            hub, gr = world.hub, self._gr
+            if gr is not None and hub.parked_waiter(gr) is not None:
+                hub.interrupt(gr, error)
                 return
             raise RuntimeError(f"cannot throw into {self!r}: it is not waiting anywhere")
         if world.hub_world and self is world.main:
@@ -631,7 +631,7 @@ class tasklet:
             return True
         if not self._setup or self._dead or self._waiter is not None:
             return False
-        return self._gr in self._world.hub._parked
+        return self._world.hub.parked_waiter(self._gr) is not None
 
     @property
     def scheduled(self) -> bool:
@@ -700,7 +700,7 @@ def _to_main(t: tasklet, exc: BaseException) -> None:
         )
         return
     if main._waiter is None:
-        if main._gr in world.hub._parked:
+        if world.hub.parked_waiter(main._gr) is not None:
             world.hub.interrupt(main._gr, exc)
             return
         log.failure(  # pragma: no cover - the main tasklet runs only if t does not
