@@ -407,7 +407,7 @@ class Hub:
     def parked_waiter(self, g: _greenlet | None) -> Waiter | None:
         """The waiter ``g`` is parked on, or None if it is not waiting in :meth:`wait`."""
         if g.__class__ is thread_class:
-            w: Waiter | None = g._waiter  # type: ignore[union-attr,attr-defined]
+            w: Waiter | None = g._waiter  # type: ignore[attr-defined]
             return w if w is not None and w.active else None
         return self._parked.get(g) if g is not None else None
 
