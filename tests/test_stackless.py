@@ -904,6 +904,25 @@ def test_each_green_thread_is_the_main_tasklet_of_its_own_scheduler() -> None:
     assert me.thread_id == txgreen.get_hub().thread_ident
 
 
+# -- Stackless's own behaviour, as its documentation, source and tests give it (issue 9) ----------
+
+
+def test_preference_is_clamped_to_its_sign() -> None:
+    # Stackless's channel_set_preference: val > 0 ? 1 : val < 0 ? -1 : 0
+    ch = channel()
+    for value, expected in [(5, 1), (-7, -1), (0, 0), (1, 1), (True, 1)]:
+        ch.preference = value
+        assert ch.preference == expected
+    with pytest.raises(TypeError, match="integer"):
+        ch.preference = "1"  # type: ignore[assignment]
+    ch.schedule_all = 3
+    assert ch.schedule_all
+    # preference 5 behaves as 1 (prefer the sender), not as 0
+    log, _ = _transfer(5, receiver_first=False)
+    assert log == _transfer(1, receiver_first=False)[0]
+    assert log == ["send", "receive", "sender continues", "other", "got v"]
+
+
 # -- a model check ------------------------------------------------------------------------------
 
 OPS = st.lists(

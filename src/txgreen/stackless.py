@@ -822,13 +822,40 @@ class channel:
     def __init__(self) -> None:
         self._queue = _Chain()
         self._dir = 0  # +1: senders are waiting, -1: receivers are waiting
-        self.preference = -1
-        self.schedule_all = False
+        self._preference = -1
+        self._schedule_all = False
         self._closing = False
 
     def __repr__(self) -> str:
         state = " closing" if self._closing else ""
         return f"<txgreen.stackless.channel balance={self.balance}{state} at {id(self):#x}>"
+
+    @property
+    def preference(self) -> int:
+        """-1 (the default), 0 or 1: who runs when a transfer finds the other side waiting.
+
+        Any integer can be assigned; as in Stackless, it is clamped to its sign.
+        """
+        return self._preference
+
+    @preference.setter
+    def preference(self, value: int) -> None:
+        if not isinstance(value, int):
+            raise TypeError(f"preference must be set to an integer, not {type(value).__name__}")
+        self._preference = (value > 0) - (value < 0)
+
+    @property
+    def schedule_all(self) -> bool:
+        """When true, every transfer makes the caller yield to the next runnable tasklet."""
+        return self._schedule_all
+
+    @schedule_all.setter
+    def schedule_all(self, value: int) -> None:
+        if not isinstance(value, int):
+            raise TypeError(
+                f"schedule_all must be set to a bool or integer, not {type(value).__name__}"
+            )
+        self._schedule_all = bool(value)
 
     @property
     def balance(self) -> int:
@@ -909,12 +936,12 @@ class channel:
             tworld = target._world
             if tworld is not world or world.hub_world:
                 tworld.make_runnable(target)
-            elif self.schedule_all:
+            elif self._schedule_all:
                 world.ring.append(target)
                 nxt = source._next
                 assert nxt is not None
                 source._switch_to(nxt)
-            elif self.preference == -direction:
+            elif self._preference == -direction:
                 world.ring.insert_after(source, target)
                 source._switch_to(target)
             else:
