@@ -643,9 +643,9 @@ def test_misuse_errors() -> None:
         pass
 
     t = tasklet(f)()
-    with pytest.raises(RuntimeError, match=r"cannot bind .* already set up"):
+    with pytest.raises(RuntimeError, match=r"cannot bind .* tasklet is scheduled"):
         t.bind(f)
-    with pytest.raises(RuntimeError, match="already set up"):
+    with pytest.raises(RuntimeError, match="tasklet is alive"):
         t.setup()
     with pytest.raises(RuntimeError, match="current tasklet cannot be removed"):
         stackless.getcurrent().remove()
@@ -653,7 +653,7 @@ def test_misuse_errors() -> None:
         tasklet().setup()
     with pytest.raises(RuntimeError, match="not set up"):
         tasklet(f).insert()
-    with pytest.raises(TypeError, match="must be callable"):
+    with pytest.raises(TypeError, match="must be a callable"):
         tasklet(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="needs an exception class"):
         t.raise_exception(Boom("instance"))  # type: ignore[arg-type]
@@ -665,8 +665,8 @@ def test_misuse_errors() -> None:
         t.run()
     with pytest.raises(RuntimeError, match="not alive"):
         t.throw(Boom)
-    with pytest.raises(RuntimeError, match="cannot bind"):
-        t.bind(f)
+    with pytest.raises(RuntimeError, match="not bound to a function"):
+        t.setup()  # the run consumed the function: it must be bound again
 
 
 def test_rebinding_a_tasklet_that_is_not_set_up_is_allowed() -> None:
@@ -928,6 +928,46 @@ def test_preference_is_clamped_to_its_sign() -> None:
     assert log == ["send", "receive", "sender continues", "other", "got v"]
 
 
+def test_bind_without_a_function_keeps_the_bound_one() -> None:
+    got: list[Any] = []
+
+    def f(*args: Any, **kwargs: Any) -> None:
+        got.append((args, kwargs))
+
+    t = tasklet(f)
+    assert t.bind(None, (1, 2), {"k": 3}) is t  # sets the arguments, keeps f
+    assert t.alive
+    assert not t.scheduled
+    t.run()
+    u = tasklet(f).bind(args=())
+    u.insert()
+    v = tasklet(f).bind(kwargs={"only": "kw"})
+    v.insert()
+    stackless.run()
+    assert got == [((1, 2), {"k": 3}), ((), {}), ((), {"only": "kw"})]
+    with pytest.raises(RuntimeError, match="not bound to a function"):
+        tasklet().bind(None, ())
+
+
+def test_a_tasklet_that_has_ended_can_be_bound_again() -> None:
+    # Stackless's bind docstring: "re-bind a tasklet, after it has been run, in order to keep
+    # its identity" (syncless's testLateBind does it)
+    log: list[str] = []
+    t = tasklet(recorder(log, "first"))()
+    stackless.run()
+    assert not t.alive
+    t.bind(recorder(log, "second"))()
+    assert t.alive
+    stackless.run()
+    assert log == ["first", "second"]
+    # set up but never inserted: bind drops that set-up
+    u = tasklet(recorder(log, "dropped"), ())
+    u.bind(recorder(log, "kept"), ())
+    u.insert()
+    stackless.run()
+    assert log == ["first", "second", "kept"]
+
+
 def test_throw_tasklet_exit_or_kill_on_a_tasklet_that_has_ended_is_a_silent_no_op() -> None:
     t = tasklet(lambda: None)()
     stackless.run()
@@ -1039,6 +1079,34 @@ def test_kill_jumps_in_the_runnables_list() -> None:
     assert ring() == [main, a, c]
     a.kill()
     c.kill()
+
+
+def test_error_types_as_stackless_raises_them() -> None:
+    t = tasklet(lambda: None)()
+    # TypeError for a function that is not callable, even on a tasklet that is set up
+    # (Stackless checks that first)
+    with pytest.raises(TypeError, match="must be a callable"):
+        t.bind(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a callable"):
+        tasklet().bind("f")  # type: ignore[arg-type]
+    # calling a tasklet that is set up: RuntimeError "tasklet is alive" (Stackless issue 106)
+    with pytest.raises(RuntimeError, match="tasklet is alive"):
+        t()
+    with pytest.raises(RuntimeError, match="tasklet is alive"):
+        t.setup(1)
+    # the current tasklet cannot be rebound
+    with pytest.raises(RuntimeError, match="current tasklet"):
+        stackless.getcurrent().bind(None)
+    # throw() takes what `raise` takes
+    with pytest.raises(TypeError):
+        t.throw(None)
+    with pytest.raises(TypeError, match="separate value"):
+        t.throw(Boom("x"), "y")
+    with pytest.raises(TypeError):
+        t.raise_exception(Boom("an instance"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="integer"):
+        channel().schedule_all = None  # type: ignore[assignment]
+    stackless.run()
 
 
 def _frames(exc: BaseException) -> list[tuple[str, bool]]:

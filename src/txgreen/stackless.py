@@ -306,8 +306,7 @@ class tasklet:
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._init(_world_of(_gr_current())._world)
-        if func is not None:
-            self.bind(func, args, kwargs)
+        self.bind(func, args, kwargs)
 
     def _init(self, world: _Scheduler) -> None:
         self._world = world
@@ -315,6 +314,7 @@ class tasklet:
         self._next = self._prev = None
         self._chain = None
         self._func: Callable[..., Any] | None = None
+        self._name: str | None = None  # the last bound function's, for repr
         self._args: tuple[Any, ...] | None = None
         self._kwargs: dict[str, Any] | None = None
         self._setup = False
@@ -339,8 +339,7 @@ class tasklet:
             state = "running" if self._gr is _gr_current() else "paused"
         else:
             state = "new"
-        name = getattr(self._func, "__qualname__", None)
-        label = f" {name}" if name else ""
+        label = f" {self._name}" if self._name else ""
         return f"<txgreen.stackless.tasklet{label} {state} at {id(self):#x}>"
 
     # -- creation --------------------------------------------------------------------------
@@ -351,35 +350,52 @@ class tasklet:
         args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
     ) -> tasklet:
-        """Bind ``func`` (None unbinds); with ``args``/``kwargs`` also set it up (not insert).
+        """Bind ``func``; with ``args``/``kwargs`` also set the tasklet up (alive, not inserted).
 
-        Raises RuntimeError if the tasklet is alive (set up and not finished): a tasklet runs
-        one function once.
+        ``func=None`` with arguments keeps the function already bound; everything None
+        unbinds.  Allowed on a new tasklet, on one set up but never inserted or run, and on
+        one that has ended (it can then be set up again).  Raises ``TypeError`` if ``func`` is
+        not callable, ``RuntimeError`` for the current tasklet, a scheduled one (runnable or
+        blocked on a channel) and one that has started and not ended.  Returns the tasklet.
         """
-        if self.alive or self._started:
-            raise RuntimeError(
-                f"cannot bind {self!r}: it is already set up (alive) or has run; "
-                "create a new tasklet for another function"
-            )
         if func is not None and not callable(func):
-            raise TypeError(f"tasklet function must be callable, not {type(func).__name__}")
-        self._func = func
-        self._args = self._kwargs = None
-        if func is None:
-            if args is not None or kwargs is not None:
-                raise TypeError("cannot give arguments when unbinding a tasklet (func is None)")
-            return self
+            raise TypeError(
+                f"tasklet function must be a callable or None, not {type(func).__name__}"
+            )
+        if self._gr is not None and self._gr is _gr_current():
+            raise RuntimeError(f"cannot bind {self!r}: can't (re)bind the current tasklet")
+        if self._chain is not None:
+            raise RuntimeError(
+                f"cannot bind {self!r}: tasklet is scheduled (runnable or blocked on a channel)"
+            )
+        if self._started and not self._dead:
+            raise RuntimeError(
+                f"cannot bind {self!r}: it has started and has not ended; its frames cannot "
+                "be dropped without running them (tasklets are not restorable here): kill() it"
+            )
+        self._unset()
+        if func is not None or (args is None and kwargs is None):
+            self._func = func  # bind; with everything None, unbind
+            self._name = getattr(func, "__qualname__", None)
         if args is not None or kwargs is not None:
             self._prepare(tuple(args or ()), dict(kwargs or {}))
         return self
 
+    def _unset(self) -> None:
+        """Forget an earlier set-up that never ran, or a run that has ended."""
+        if self._setup and not self._dead:
+            self._world.tasklets.discard(self)  # set up but never started: drop its greenlet
+        self._gr = None
+        self._args = self._kwargs = None
+        self._setup = self._started = self._dead = False
+        self._pending_exc = None
+
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self._setup:
-            raise RuntimeError(
-                f"{self!r} is already set up; a tasklet is set up (called) only once"
-            )
         if self._func is None:
-            raise RuntimeError("the tasklet is not bound to a function: call bind(func) first")
+            raise RuntimeError(
+                "the tasklet was not bound to a function (or has ended, which unbinds it): "
+                "call bind(func) first"
+            )
         world = self._world
         self._args, self._kwargs = args, kwargs
         self._gr = _TaskletGreenlet(self, world.hub.ensure_greenlet())
@@ -387,7 +403,12 @@ class tasklet:
         world.tasklets.add(self)
 
     def setup(self, *args: Any, **kwargs: Any) -> tasklet:
-        """Give the bound function its arguments and insert the tasklet in the runnables."""
+        """Give the bound function its arguments and insert the tasklet in the runnables.
+
+        Raises ``RuntimeError`` ("tasklet is alive") if it is set up already and not ended.
+        """
+        if self.alive:
+            raise RuntimeError(f"cannot set up {self!r}: tasklet is alive (already set up)")
         self._prepare(args, kwargs)
         self._world.make_runnable(self)
         return self
@@ -426,6 +447,7 @@ class tasklet:
 
     def _end(self) -> None:
         self._dead = True
+        self._func = None  # consumed by the run, as in Stackless: bind it again to reuse
         world = self._world
         world.tasklets.discard(self)
         if self._chain is not None:
