@@ -3,6 +3,8 @@ timeouts, kills, the hub and misuse."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -351,3 +353,13 @@ def test_receive_skips_a_sender_killed_but_not_yet_run() -> None:
     b.join()
     a.join()
     assert ch.balance == 0
+
+
+def test_channel_accepts_weak_references() -> None:
+    # gevent's Channel does (its Cython declaration has __weakref__)
+    ch: Channel[int] = Channel()
+    ref = weakref.ref(ch)
+    assert ref() is ch
+    del ch
+    gc.collect()
+    assert ref() is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -381,3 +383,17 @@ def test_async_result_in_the_hub() -> Deferred[Any]:
         assert ran == [5, 5]
 
     return then_in_hub(fire)
+
+
+# -- weak references ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [Event, AsyncResult])
+def test_event_and_async_result_accept_weak_references(cls: type[Any]) -> None:
+    # gevent's test__event.py test_weakref; threading.Event allows them too
+    obj = cls()
+    ref = weakref.ref(obj)
+    assert ref() is obj
+    del obj
+    gc.collect()
+    assert ref() is None

@@ -3,6 +3,8 @@ timeouts, kills, the hub and misuse."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -488,3 +490,17 @@ def test_release_skips_a_waiter_killed_but_not_yet_run(kind: str) -> None:
     a.join()
     assert lock.locked()
     assert lock.acquire(blocking=False) is False
+
+
+# -- weak references ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [Lock, RLock, Semaphore, BoundedSemaphore])
+def test_locks_and_semaphores_accept_weak_references(cls: type[Any]) -> None:
+    # gevent's test__semaphore.py test_semaphore_weakref; threading's locks allow them too
+    obj = cls()
+    ref = weakref.ref(obj)
+    assert ref() is obj
+    del obj
+    gc.collect()
+    assert ref() is None

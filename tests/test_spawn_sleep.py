@@ -480,3 +480,24 @@ def test_thread_spawned_from_the_hub_copies_the_hubs_context() -> Deferred[None]
 def test_contextvars_copy_is_documented() -> None:
     assert "contextvars" in (txgreen.spawn.__doc__ or "")
     assert "contextvars" in (txgreen.GreenThread.__doc__ or "")
+
+
+# -- a function that cannot be called ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["spawn", "spawn_later", "Group.spawn", "Pool.spawn full"])
+def test_spawn_of_a_non_callable_raises_type_error_at_once(how: str) -> None:
+    # gevent's Greenlet.__init__ raises TypeError in the caller; nothing starts, nothing leaks
+    before = active_calls()
+    pool = txgreen.Pool(1)
+    blocker = pool.spawn(txgreen.sleep, 10)
+    spawners: dict[str, Any] = {
+        "spawn": txgreen.spawn,
+        "spawn_later": lambda x: txgreen.spawn_later(0, x),
+        "Group.spawn": txgreen.Group().spawn,
+        "Pool.spawn full": pool.spawn,  # raises before waiting for a slot
+    }
+    with pytest.raises(TypeError, match=r"needs a callable, not int"):
+        spawners[how](42)
+    blocker.kill()
+    assert active_calls() - before == set()

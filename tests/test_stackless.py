@@ -7,6 +7,7 @@ in lists and asserted exactly.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -91,7 +92,9 @@ def test_kill_remove_insert_relink_the_ring() -> None:
     log: list[str] = []
     main = stackless.getcurrent()
     a, b, c, d = (tasklet(recorder(log, n))() for n in "abcd")
-    b.kill()  # never started: ends without running
+    b.remove()
+    b.kill()  # paused and never started: it is run (at the end), ends at once, main is next
+    assert log == []
     assert not b.alive
     assert b.next is None
     assert ring() == [main, a, c, d]
@@ -383,7 +386,9 @@ def test_balance_and_queue_links() -> None:
     assert [t.blocked for t in receivers] == [True, True, True]
     assert [t.scheduled for t in receivers] == [True, True, True]  # Stackless: blocked counts
     assert receivers[0].next is receivers[1]
-    assert receivers[2].next is receivers[0]
+    assert receivers[1].prev is receivers[0]
+    assert receivers[2].next is None  # as in Stackless: a channel queue ends at the channel
+    assert receivers[0].prev is None
     assert stackless.getruncount() == 1
     for i in range(3):
         ch.send(i)
@@ -638,9 +643,9 @@ def test_misuse_errors() -> None:
         pass
 
     t = tasklet(f)()
-    with pytest.raises(RuntimeError, match=r"cannot bind .* already set up"):
+    with pytest.raises(RuntimeError, match=r"cannot bind .* tasklet is scheduled"):
         t.bind(f)
-    with pytest.raises(RuntimeError, match="already set up"):
+    with pytest.raises(RuntimeError, match="tasklet is alive"):
         t.setup()
     with pytest.raises(RuntimeError, match="current tasklet cannot be removed"):
         stackless.getcurrent().remove()
@@ -648,7 +653,7 @@ def test_misuse_errors() -> None:
         tasklet().setup()
     with pytest.raises(RuntimeError, match="not set up"):
         tasklet(f).insert()
-    with pytest.raises(TypeError, match="must be callable"):
+    with pytest.raises(TypeError, match="must be a callable"):
         tasklet(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="needs an exception class"):
         t.raise_exception(Boom("instance"))  # type: ignore[arg-type]
@@ -660,8 +665,8 @@ def test_misuse_errors() -> None:
         t.run()
     with pytest.raises(RuntimeError, match="not alive"):
         t.throw(Boom)
-    with pytest.raises(RuntimeError, match="cannot bind"):
-        t.bind(f)
+    with pytest.raises(RuntimeError, match="not bound to a function"):
+        t.setup()  # the run consumed the function: it must be bound again
 
 
 def test_rebinding_a_tasklet_that_is_not_set_up_is_allowed() -> None:
@@ -902,6 +907,299 @@ def test_each_green_thread_is_the_main_tasklet_of_its_own_scheduler() -> None:
     assert seen == [(True, False, 1), "its tasklet", False]
     assert stackless.getruncount() == 1
     assert me.thread_id == txgreen.get_hub().thread_ident
+
+
+# -- Stackless's own behaviour, as its documentation, source and tests give it (issue 9) ----------
+
+
+def test_preference_is_clamped_to_its_sign() -> None:
+    # Stackless's channel_set_preference: val > 0 ? 1 : val < 0 ? -1 : 0
+    ch = channel()
+    for value, expected in [(5, 1), (-7, -1), (0, 0), (1, 1), (True, 1)]:
+        ch.preference = value
+        assert ch.preference == expected
+    with pytest.raises(TypeError, match="integer"):
+        ch.preference = "1"  # type: ignore[assignment]
+    ch.schedule_all = 3
+    assert ch.schedule_all
+    # preference 5 behaves as 1 (prefer the sender), not as 0
+    log, _ = _transfer(5, receiver_first=False)
+    assert log == _transfer(1, receiver_first=False)[0]
+    assert log == ["send", "receive", "sender continues", "other", "got v"]
+
+
+def test_bind_without_a_function_keeps_the_bound_one() -> None:
+    got: list[Any] = []
+
+    def f(*args: Any, **kwargs: Any) -> None:
+        got.append((args, kwargs))
+
+    t = tasklet(f)
+    assert t.bind(None, (1, 2), {"k": 3}) is t  # sets the arguments, keeps f
+    assert t.alive
+    assert not t.scheduled
+    t.run()
+    u = tasklet(f).bind(args=())
+    u.insert()
+    v = tasklet(f).bind(kwargs={"only": "kw"})
+    v.insert()
+    stackless.run()
+    assert got == [((1, 2), {"k": 3}), ((), {}), ((), {"only": "kw"})]
+    with pytest.raises(RuntimeError, match="not bound to a function"):
+        tasklet().bind(None, ())
+
+
+def test_a_tasklet_that_has_ended_can_be_bound_again() -> None:
+    # Stackless's bind docstring: "re-bind a tasklet, after it has been run, in order to keep
+    # its identity" (syncless's testLateBind does it)
+    log: list[str] = []
+    t = tasklet(recorder(log, "first"))()
+    stackless.run()
+    assert not t.alive
+    t.bind(recorder(log, "second"))()
+    assert t.alive
+    stackless.run()
+    assert log == ["first", "second"]
+    # set up but never inserted: bind drops that set-up
+    u = tasklet(recorder(log, "dropped"), ())
+    u.bind(recorder(log, "kept"), ())
+    u.insert()
+    stackless.run()
+    assert log == ["first", "second", "kept"]
+
+
+def test_throw_tasklet_exit_or_kill_on_a_tasklet_that_has_ended_is_a_silent_no_op() -> None:
+    t = tasklet(lambda: None)()
+    stackless.run()
+    assert not t.alive
+    assert t.throw(TaskletExit) is None
+    assert t.throw(TaskletExit("an instance"), pending=True) is None
+    assert t.raise_exception(TaskletExit) is None
+    assert t.kill() is None
+    assert tasklet().throw(TaskletExit) is None  # never set up: nothing to end either
+    assert tasklet(recorder([], "x")).kill() is None
+    with pytest.raises(RuntimeError, match="not alive"):
+        t.throw(Boom)  # any other exception is an error
+    with pytest.raises(RuntimeError, match="not alive"):
+        t.raise_exception(Boom)
+
+
+def test_insert_returns_the_tasklet_and_run_kill_raise_exception_the_callers_tempval() -> None:
+    main = stackless.getcurrent()
+
+    def setter(value: str) -> None:
+        main.tempval = value  # what the main tasklet's pending call returns when it resumes
+
+    t = tasklet(setter)("t")
+    assert t.remove() is t
+    assert t.insert() is t
+    assert t.insert() is t  # already there
+    assert main.insert() is main  # the current one: no change
+    # run() returns the caller's tempval once it runs again: after t, whoever follows it
+    tasklet(setter)("after t")
+    assert t.run() == "after t"
+    assert main.tempval is None  # claimed
+    main.tempval = "mine"
+    assert main.run() == "mine"  # running the current tasklet returns its own tempval
+    assert tasklet(lambda: None)().run() is None
+
+    doomed = tasklet(lambda: None)()
+    tasklet(setter)("back")
+    assert doomed.kill() == "back"  # syncless's testRaiseException
+
+    def waits() -> None:
+        with pytest.raises(Boom):
+            stackless.schedule()
+
+    w = tasklet(waits)()
+    stackless.schedule()
+    tasklet(setter)("back2")
+    assert w.raise_exception(Boom) == "back2"
+    assert w.kill() is None  # ended meanwhile
+    p = tasklet(waits)()
+    stackless.schedule()
+    assert p.throw(Boom, pending=True) is None  # pending: no switch, returns None
+    stackless.run()
+    assert stackless.getruncount() == 1
+
+
+def test_next_and_prev_of_tasklets_blocked_on_a_channel_end_at_the_channel() -> None:
+    # syncless's testChannelReceiveLinkedList, run by it against Stackless
+    ch = channel()
+    t1 = tasklet(ch.receive)()
+    assert t1.next is stackless.getcurrent()  # in the runnables: a ring
+    stackless.schedule()
+    assert ch.queue is t1
+    assert t1.next is None  # alone on the channel
+    assert t1.prev is None
+    t2 = tasklet(ch.receive)()
+    stackless.schedule()
+    t3 = tasklet(ch.receive)()
+    stackless.schedule()
+    assert [t1.prev, t1.next, t2.prev, t2.next, t3.prev, t3.next] == [None, t2, t1, t3, t2, None]
+    for i in range(3):
+        ch.send(i)
+    assert t1.next is None
+    assert t1.prev is None
+
+
+def test_kill_jumps_in_the_runnables_list() -> None:
+    # syncless's testKillJumpsInRunnablesList: killing a runnable tasklet switches to it where
+    # it stands in the ring, so the tasklets after it run before the killer resumes
+    items: list[str] = []
+    main = stackless.getcurrent()
+    dead = tasklet(recorder(items, "dead"))()
+    worker = tasklet(recorder(items, "worker"))()
+    assert ring() == [main, dead, worker]
+    items.append("before")
+    dead.kill()
+    items.append("after")
+    assert items == ["before", "worker", "after"]
+    assert ring() == [main]
+    assert not worker.alive
+
+    # a started tasklet too: b, then c (after it), then the killer
+    log: list[str] = []
+
+    def looper(name: str) -> None:
+        try:
+            while True:
+                log.append(name)
+                stackless.schedule()
+        except TaskletExit:
+            log.append(f"{name} killed")
+            raise
+
+    a, b, c = (tasklet(looper)(n) for n in "abc")
+    stackless.schedule()
+    assert ring() == [main, a, b, c]
+    log.clear()
+    b.kill()
+    assert log == ["b killed", "c"]
+    assert ring() == [main, a, c]
+    a.kill()
+    c.kill()
+
+
+def test_error_types_as_stackless_raises_them() -> None:
+    t = tasklet(lambda: None)()
+    # TypeError for a function that is not callable, even on a tasklet that is set up
+    # (Stackless checks that first)
+    with pytest.raises(TypeError, match="must be a callable"):
+        t.bind(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a callable"):
+        tasklet().bind("f")  # type: ignore[arg-type]
+    # calling a tasklet that is set up: RuntimeError "tasklet is alive" (Stackless issue 106)
+    with pytest.raises(RuntimeError, match="tasklet is alive"):
+        t()
+    with pytest.raises(RuntimeError, match="tasklet is alive"):
+        t.setup(1)
+    # the current tasklet cannot be rebound
+    with pytest.raises(RuntimeError, match="current tasklet"):
+        stackless.getcurrent().bind(None)
+    # throw() takes what `raise` takes
+    with pytest.raises(TypeError):
+        t.throw(None)
+    with pytest.raises(TypeError, match="separate value"):
+        t.throw(Boom("x"), "y")
+    with pytest.raises(TypeError):
+        t.raise_exception(Boom("an instance"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="integer"):
+        channel().schedule_all = None  # type: ignore[assignment]
+    stackless.run()
+
+
+def _frames(exc: BaseException) -> list[tuple[str, bool]]:
+    """(function name, is txgreen's) for each entry of the exception's traceback."""
+    package = os.path.dirname(txgreen.__file__) + os.sep
+    return [
+        (f.name, f.filename.startswith(package)) for f in traceback.extract_tb(exc.__traceback__)
+    ]
+
+
+def _assert_starts_at_user_frame(exc: BaseException, origin: str) -> None:
+    """The traceback starts at the user's frames, then at most 3 of txgreen's, then only the
+    frames the exception carried, ending where it was raised."""
+    frames = _frames(exc)
+    assert not frames[0][1], frames
+    first = next(n for n, (_, ours) in enumerate(frames) if ours)
+    end = next(n for n in range(first, len(frames)) if not frames[n][1])
+    assert end - first <= 3, f"{end - first} txgreen frames in front: {frames}"
+    assert not any(ours for _, ours in frames[end:]), frames  # no hub or tasklet frames
+    assert frames[-1] == (origin, False), frames
+
+
+def test_a_bombs_re_raised_traceback_starts_at_the_users_frame() -> None:
+    ch = channel()
+
+    def receiver() -> None:
+        try:
+            ch.receive()
+        except Boom as e:
+            caught.append(e)
+
+    # a bomb received on a channel: send_exception with an instance, send of a bomb
+    caught: list[BaseException] = []
+    senders: list[Callable[[Boom], None]] = [
+        ch.send_exception,
+        lambda e: ch.send(bomb(type(e), e, e.__traceback__)),
+    ]
+    for send in senders:
+        tasklet(receiver)()
+        stackless.run()
+        try:
+            _raise_boom()
+        except Boom as e:
+            send(e)
+    assert len(caught) == 2
+    for exc in caught:
+        _assert_starts_at_user_frame(exc, "_raise_boom")
+        assert _frames(exc)[0] == ("receiver", False)
+
+    # a bomb in the tempval, raised by schedule() (here: schedule's own retval)
+    try:
+        _raise_boom()
+    except Boom:
+        b = bomb(*sys.exc_info())
+    with pytest.raises(Boom) as info:
+        stackless.schedule(b)
+    _assert_starts_at_user_frame(info.value, "_raise_boom")
+
+    # a tasklet's uncaught exception, raised in the main tasklet: by run(), by a blocked
+    # receive(), by t.run(), by t.kill()
+    def bad() -> None:
+        _raise_boom()
+
+    def bad_at_exit() -> None:
+        try:
+            stackless.schedule()
+        finally:
+            _raise_boom()
+
+    def in_run() -> None:
+        tasklet(bad)()
+        stackless.run()
+
+    def in_receive() -> None:
+        tasklet(bad)()
+        channel().receive()
+
+    def in_tasklet_run() -> None:
+        tasklet(bad)().run()
+
+    for start in [in_run, in_receive, in_tasklet_run]:
+        with pytest.raises(Boom) as info:
+            start()
+        frames = _frames(info.value)
+        assert ("bad", False) in frames
+        assert ("_body", True) not in frames
+        _assert_starts_at_user_frame(info.value, "_raise_boom")
+    t = tasklet(bad_at_exit)()
+    stackless.schedule()
+    with pytest.raises(Boom) as info:
+        t.kill()
+    _assert_starts_at_user_frame(info.value, "_raise_boom")
+    assert stackless.getruncount() == 1
 
 
 # -- a model check ------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class Channel(Generic[T]):
       and obeys an enclosing ``with txgreen.Timeout(...)``.
     """
 
-    __slots__ = ("_closed", "_receivers", "_senders")
+    __slots__ = ("__weakref__", "_closed", "_receivers", "_senders")
 
     def __init__(self) -> None:
         self._closed = False

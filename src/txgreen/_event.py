@@ -154,7 +154,7 @@ class Event:
       ``with txgreen.Timeout(...)`` raises instead.
     """
 
-    __slots__ = ("_flag", "_waiters")
+    __slots__ = ("__weakref__", "_flag", "_waiters")
 
     def __init__(self) -> None:
         self._flag = False
@@ -208,7 +208,7 @@ class AsyncResult(Generic[T]):
     - :meth:`to_deferred` gives a Deferred of the outcome, for reactor-side code.
     """
 
-    __slots__ = ("_deferreds", "_exc", "_state", "_value", "_waiters")
+    __slots__ = ("__weakref__", "_deferreds", "_exc", "_state", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._state = _UNSET

@@ -72,6 +72,12 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
+def check_callable(fn: object, what: str) -> None:
+    """Raise TypeError at once, in the caller, if ``fn`` cannot be called (as gevent does)."""
+    if not callable(fn):
+        raise TypeError(f"{what} needs a callable, not {type(fn).__name__} ({fn!r:.80})")
+
+
 class GreenThread(_greenlet, Generic[T]):
     """A green thread: a greenlet scheduled by the hub, with a result you can wait for.
 
@@ -377,14 +383,18 @@ def spawn(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> GreenThre
     thread starts once the caller blocks or returns control to the reactor.  The new thread's
     ``contextvars`` context is a copy of the caller's.
     """
-    gt = _new_thread(fn, args, kwargs)
+    gt = _new_thread(fn, args, kwargs, "spawn()")
     gt.hub.schedule(gt._begin, None)
     return gt
 
 
 def _new_thread(
-    fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    what: str = "a green thread",
 ) -> GreenThread[T]:
+    check_callable(fn, what)
     hub = get_hub()
     if hub.state == STOPPED:
         raise ReactorStopped("cannot spawn a green thread: the reactor has stopped")
@@ -405,9 +415,10 @@ def spawn_later(
 
     Killing it before then cancels the start: the function never runs.
     """
+    check_callable(fn, "spawn_later()")
     if seconds < 0:
         raise ValueError(f"seconds must be >= 0, not {seconds!r}")
-    gt = _new_thread(fn, args, kwargs)
+    gt = _new_thread(fn, args, kwargs, "spawn_later()")
     gt._start_call = gt.hub.reactor.callLater(seconds, gt._begin)
     return gt
 

@@ -44,7 +44,7 @@ class _Waitable:
     ``_wait`` returns True when handed over, False on timeout.
     """
 
-    __slots__ = ("_waiters",)
+    __slots__ = ("__weakref__", "_waiters")  # weak references, as gevent and threading allow
 
     def __init__(self) -> None:
         self._waiters: deque[Waiter] = deque()

@@ -19,7 +19,13 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent
 
-from txgreen._greenthread import GreenThread, _callable_name, current_hub_and_greenlet, spawn
+from txgreen._greenthread import (
+    GreenThread,
+    _callable_name,
+    check_callable,
+    current_hub_and_greenlet,
+    spawn,
+)
 from txgreen._hub import TIMED_OUT, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
 from txgreen.errors import TxgreenError
@@ -417,6 +423,7 @@ class Pool(Group):
         """
         if self._free() > 0:
             return super().spawn(fn, *args, **kwargs)
+        check_callable(fn, "Pool.spawn()")  # at once, not after waiting for a slot
         self._wait_for_slot(True, None, "Pool.spawn() on a full pool")
         # The slot reserved for us by _slot_freed becomes the new thread's.
         self._reserved -= 1

@@ -306,8 +306,7 @@ class tasklet:
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         self._init(_world_of(_gr_current())._world)
-        if func is not None:
-            self.bind(func, args, kwargs)
+        self.bind(func, args, kwargs)
 
     def _init(self, world: _Scheduler) -> None:
         self._world = world
@@ -315,6 +314,7 @@ class tasklet:
         self._next = self._prev = None
         self._chain = None
         self._func: Callable[..., Any] | None = None
+        self._name: str | None = None  # the last bound function's, for repr
         self._args: tuple[Any, ...] | None = None
         self._kwargs: dict[str, Any] | None = None
         self._setup = False
@@ -339,8 +339,7 @@ class tasklet:
             state = "running" if self._gr is _gr_current() else "paused"
         else:
             state = "new"
-        name = getattr(self._func, "__qualname__", None)
-        label = f" {name}" if name else ""
+        label = f" {self._name}" if self._name else ""
         return f"<txgreen.stackless.tasklet{label} {state} at {id(self):#x}>"
 
     # -- creation --------------------------------------------------------------------------
@@ -351,35 +350,52 @@ class tasklet:
         args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
     ) -> tasklet:
-        """Bind ``func`` (None unbinds); with ``args``/``kwargs`` also set it up (not insert).
+        """Bind ``func``; with ``args``/``kwargs`` also set the tasklet up (alive, not inserted).
 
-        Raises RuntimeError if the tasklet is alive (set up and not finished): a tasklet runs
-        one function once.
+        ``func=None`` with arguments keeps the function already bound; everything None
+        unbinds.  Allowed on a new tasklet, on one set up but never inserted or run, and on
+        one that has ended (it can then be set up again).  Raises ``TypeError`` if ``func`` is
+        not callable, ``RuntimeError`` for the current tasklet, a scheduled one (runnable or
+        blocked on a channel) and one that has started and not ended.  Returns the tasklet.
         """
-        if self.alive or self._started:
-            raise RuntimeError(
-                f"cannot bind {self!r}: it is already set up (alive) or has run; "
-                "create a new tasklet for another function"
-            )
         if func is not None and not callable(func):
-            raise TypeError(f"tasklet function must be callable, not {type(func).__name__}")
-        self._func = func
-        self._args = self._kwargs = None
-        if func is None:
-            if args is not None or kwargs is not None:
-                raise TypeError("cannot give arguments when unbinding a tasklet (func is None)")
-            return self
+            raise TypeError(
+                f"tasklet function must be a callable or None, not {type(func).__name__}"
+            )
+        if self._gr is not None and self._gr is _gr_current():
+            raise RuntimeError(f"cannot bind {self!r}: can't (re)bind the current tasklet")
+        if self._chain is not None:
+            raise RuntimeError(
+                f"cannot bind {self!r}: tasklet is scheduled (runnable or blocked on a channel)"
+            )
+        if self._started and not self._dead:
+            raise RuntimeError(
+                f"cannot bind {self!r}: it has started and has not ended; its frames cannot "
+                "be dropped without running them (tasklets are not restorable here): kill() it"
+            )
+        self._unset()
+        if func is not None or (args is None and kwargs is None):
+            self._func = func  # bind; with everything None, unbind
+            self._name = getattr(func, "__qualname__", None)
         if args is not None or kwargs is not None:
             self._prepare(tuple(args or ()), dict(kwargs or {}))
         return self
 
+    def _unset(self) -> None:
+        """Forget an earlier set-up that never ran, or a run that has ended."""
+        if self._setup and not self._dead:
+            self._world.tasklets.discard(self)  # set up but never started: drop its greenlet
+        self._gr = None
+        self._args = self._kwargs = None
+        self._setup = self._started = self._dead = False
+        self._pending_exc = None
+
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if self._setup:
-            raise RuntimeError(
-                f"{self!r} is already set up; a tasklet is set up (called) only once"
-            )
         if self._func is None:
-            raise RuntimeError("the tasklet is not bound to a function: call bind(func) first")
+            raise RuntimeError(
+                "the tasklet was not bound to a function (or has ended, which unbinds it): "
+                "call bind(func) first"
+            )
         world = self._world
         self._args, self._kwargs = args, kwargs
         self._gr = _TaskletGreenlet(self, world.hub.ensure_greenlet())
@@ -387,7 +403,12 @@ class tasklet:
         world.tasklets.add(self)
 
     def setup(self, *args: Any, **kwargs: Any) -> tasklet:
-        """Give the bound function its arguments and insert the tasklet in the runnables."""
+        """Give the bound function its arguments and insert the tasklet in the runnables.
+
+        Raises ``RuntimeError`` ("tasklet is alive") if it is set up already and not ended.
+        """
+        if self.alive:
+            raise RuntimeError(f"cannot set up {self!r}: tasklet is alive (already set up)")
         self._prepare(args, kwargs)
         self._world.make_runnable(self)
         return self
@@ -413,6 +434,11 @@ class tasklet:
             pass  # TaskletExit (a GreenletExit) ends a tasklet silently, as at shutdown
         except BaseException as e:
             uncaught = e
+            tb = e.__traceback__
+            if tb is not None and tb.tb_frame.f_code is _BODY_CODE:
+                # Its traceback starts at the tasklet's function, as in Stackless, where
+                # the function is the tasklet's bottom frame.
+                e.__traceback__ = tb.tb_next
         finally:
             del func, args, kwargs
             self._end()
@@ -421,6 +447,7 @@ class tasklet:
 
     def _end(self) -> None:
         self._dead = True
+        self._func = None  # consumed by the run, as in Stackless: bind it again to reuse
         world = self._world
         world.tasklets.discard(self)
         if self._chain is not None:
@@ -433,7 +460,11 @@ class tasklet:
     # -- parking and resuming ----------------------------------------------------------------
 
     def _park(self) -> None:
-        """Wait (in the hub's sense) until the scheduler step resumes this tasklet."""
+        """Wait (in the hub's sense) until the scheduler step resumes this tasklet.
+
+        An exception thrown into the tasklet meanwhile (``throw``, ``kill``, an uncaught one
+        from another tasklet for a main tasklet) is raised here, once it runs again.
+        """
         world = self._world
         hub = world.hub
         w = Waiter(hub, self._gr)  # type: ignore[arg-type]
@@ -449,6 +480,10 @@ class tasklet:
                 if not self._leave_channel() and self._chain is not None:
                     self._chain.remove(self)
             raise
+        exc = self._pending_exc
+        if exc is not None:
+            self._pending_exc = None
+            raise exc
 
     def _resume(self) -> bool:
         """From the scheduler step: switch into this tasklet, parked by :meth:`_park`.
@@ -460,8 +495,7 @@ class tasklet:
         if w is None or not w.active:
             return False
         self._waiter = None
-        exc, self._pending_exc = self._pending_exc, None
-        w.resume(None, exc)
+        w.resume(None, None)
         return True
 
     def _leave_channel(self) -> bool:
@@ -473,21 +507,19 @@ class tasklet:
         self._channel = None
         return True
 
-    def _switch_to(self, target: tasklet) -> None:
-        """Make ``target`` (already in the runnables) run now; this tasklet stays runnable."""
-        world = self._world
-        world.ring.head = target
-        self._park()
-
     # -- scheduling --------------------------------------------------------------------------
 
-    def insert(self) -> None:
-        """Insert the tasklet at the end of the runnables (no effect if it is there already)."""
+    def insert(self) -> tasklet:
+        """Insert the tasklet at the end of the runnables (no effect if it is there already).
+
+        Returns the tasklet.
+        """
         self._check_runnable("insert")
         if self._gr is _gr_current():
             _current()  # the running tasklet goes back in as the head, where it belongs
         elif self._chain is None:
             self._world.make_runnable(self)
+        return self
 
     def remove(self) -> tasklet:
         """Take the tasklet out of the runnables; it stays alive, paused, until inserted again."""
@@ -502,34 +534,41 @@ class tasklet:
             self._chain.remove(self)
         return self
 
-    def run(self) -> None:
+    def run(self) -> Any:
         """Run the tasklet now; the caller stays runnable and runs again right after it.
 
         The tasklet becomes the head of the runnables (inserted at the end first if needed),
         so the runnables rotate: after it comes whatever followed it in the ring.  From the hub
-        or another scheduler it is only made the next to run.
+        or another scheduler it is only made the next to run.  Returns the caller's
+        ``tempval`` once the caller runs again (None unless someone set it), as in Stackless.
         """
         cur = _current()
-        if self is cur:
-            return
-        self._check_runnable("run")
-        self._run_from(cur)
+        if self is not cur:
+            self._check_runnable("run")
+            if self._run_from(cur):
+                cur._park()
+        return _take_tempval(cur)
 
-    def _run_from(self, cur: tasklet) -> None:
+    def _run_from(self, cur: tasklet) -> bool:
+        """Make this tasklet the head of its runnables, where it stands (appended if it is in
+        none); True if the caller ``cur`` must now park to let it run."""
         world = self._world
         if self._chain is None:
             world.ring.append(self)
+        world.ring.head = self
         if cur._world is world and not world.hub_world:
-            cur._switch_to(self)
-        else:
-            world.ring.head = self
-            world.request_step()
+            return True
+        world.request_step()
+        return False
 
-    def switch(self) -> None:
-        """Run the tasklet now and pause the caller (``schedule_remove`` and ``run`` in one)."""
+    def switch(self) -> Any:
+        """Run the tasklet now and pause the caller (``schedule_remove`` and ``run`` in one).
+
+        Returns the caller's ``tempval`` once it runs again, as :meth:`run` does.
+        """
         cur = _blocking_current("tasklet.switch()")
         if self is cur:
-            return
+            return _take_tempval(cur)
         self._check_runnable("switch to")
         world = self._world
         if cur._world is not world:
@@ -539,6 +578,7 @@ class tasklet:
         world.ring.head = self
         world.ring.remove(cur)
         cur._park()
+        return _take_tempval(cur)
 
     def _check_runnable(self, what: str) -> None:
         if self._dead or not self._setup:
@@ -551,49 +591,56 @@ class tasklet:
 
     # -- exceptions ----------------------------------------------------------------------
 
-    def kill(self, pending: bool = False) -> None:
-        """Raise :class:`TaskletExit` in the tasklet; no effect if it is not alive.
+    def kill(self, pending: bool = False) -> Any:
+        """Raise :class:`TaskletExit` in the tasklet; a silent no-op if it is not alive.
 
-        A tasklet that has not started yet ends without running.  Otherwise, as
-        :meth:`throw`: it runs at once (or, with ``pending=True``, is only made runnable).
+        As :meth:`throw`: the tasklet runs at once, where it stands in the runnables (so the
+        tasklets after it run before the caller again), or with ``pending=True`` it is only
+        made runnable.  A tasklet that has not started yet ends without running its function.
+        Returns what :meth:`throw` returns.
         """
         if not self.alive:
-            return
-        if not self._started and not self._is_main():
-            if self._chain is not None:
-                self._chain.remove(self)
-            self._end()
-            return
-        self.throw(TaskletExit, pending=pending)
+            return None
+        return self._throw(TaskletExit(), pending)
 
-    def raise_exception(self, exc_class: type[BaseException], *args: Any) -> None:
-        """Raise ``exc_class(*args)`` in the tasklet, which runs at once to handle it."""
+    def raise_exception(self, exc_class: type[BaseException], *args: Any) -> Any:
+        """Raise ``exc_class(*args)`` in the tasklet, which runs at once to handle it.
+
+        Returns what :meth:`throw` returns.
+        """
         if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
             raise TypeError(
                 f"raise_exception() needs an exception class, not {type(exc_class).__name__}"
             )
-        self.throw(exc_class(*args))
+        return self._throw(exc_class(*args), False)
 
     def throw(
         self,
-        exc: Any = None,
+        exc: Any,
         val: Any = None,
         tb: TracebackType | None = None,
         pending: bool = False,
-    ) -> None:
+    ) -> Any:
         """Raise an exception in the tasklet where it waits (``exc`` is a class or instance).
 
-        It is taken off the channel it is blocked on, if any, and runs at once (the caller
-        stays runnable); with ``pending=True`` it is only inserted in the runnables and gets
-        the exception when its turn comes.  A tasklet waiting in a txgreen call (``block_on``,
-        ``sleep``) gets it there on the hub's next turn.  On the current tasklet the exception
-        is simply raised.
+        It is taken off the channel it is blocked on, if any, and runs at once, where it
+        stands in the runnables (appended first if it is in none); the caller stays runnable
+        and returns its ``tempval`` once it runs again (as in Stackless: None unless someone
+        set it).  With ``pending=True`` the tasklet is only inserted in the runnables and gets
+        the exception when its turn comes; that returns None.  A tasklet waiting in a txgreen
+        call (``block_on``, ``sleep``) gets it there on the hub's next turn.  On the current
+        tasklet the exception is simply raised.  A tasklet that is not alive raises
+        ``RuntimeError``, except for :class:`TaskletExit`, a silent no-op there.
         """
-        if exc is None:
-            exc = TaskletExit
-        error = make_exception(exc, val, tb)
+        return self._throw(make_exception(exc, val, tb), pending)
+
+    def _throw(self, error: BaseException, pending: bool) -> Any:
         if self._dead or not self._setup:
-            raise RuntimeError(f"cannot throw into {self!r}: the tasklet is not alive")
+            if isinstance(error, TaskletExit):
+                return None  # it has ended (or never began): there is nothing to end
+            raise RuntimeError(
+                f"cannot throw into {self!r}: the tasklet is not alive (dead or never set up)"
+            )
         cur = _current()
         if self is cur:
             raise error
@@ -602,7 +649,7 @@ class tasklet:
             hub, gr = world.hub, self._gr
             if gr is not None and hub.parked_waiter(gr) is not None:
                 hub.interrupt(gr, error)
-                return
+                return None
             raise RuntimeError(f"cannot throw into {self!r}: it is not waiting anywhere")
         if world.hub_world and self is world.main:
             raise RuntimeError("cannot throw into the hub's main tasklet")
@@ -611,8 +658,10 @@ class tasklet:
         if pending:
             if self._chain is None:
                 world.make_runnable(self)
-            return
-        self._run_from(cur)
+            return None
+        if self._run_from(cur):
+            cur._park()
+        return _take_tempval(cur)
 
     def _is_main(self) -> bool:
         return self is self._world.main
@@ -662,14 +711,28 @@ class tasklet:
 
     @property
     def next(self) -> tasklet | None:
-        """The next tasklet in the runnables (or in the channel queue it is blocked in)."""
+        """The next tasklet in the runnables, or in the channel queue it is blocked in.
+
+        None when it is in neither, and for the last tasklet of a channel queue: as in
+        Stackless, where the channel closes the queue, the runnables are a ring but a
+        channel queue is not.
+        """
         self.scheduled  # noqa: B018 - brings the running tasklet back into the runnables
+        chan = self._channel
+        if chan is not None and self._next is chan._queue.head:
+            return None
         return self._next
 
     @property
     def prev(self) -> tasklet | None:
-        """The previous tasklet in the runnables (or in the channel queue it is blocked in)."""
+        """The previous tasklet in the runnables, or in the channel queue it is blocked in.
+
+        None when it is in neither, and for the first tasklet of a channel queue.
+        """
         self.scheduled  # noqa: B018
+        chan = self._channel
+        if chan is not None and self is chan._queue.head:
+            return None
         return self._prev
 
     @property
@@ -686,6 +749,9 @@ class tasklet:
         """Set the atomic flag; return the old one.  Tasklets are never pre-empted here."""
         old, self._atomic = self._atomic, bool(flag)
         return old
+
+
+_BODY_CODE: Final = tasklet._body.__code__
 
 
 def _to_main(t: tasklet, exc: BaseException) -> None:
@@ -766,10 +832,15 @@ def schedule_remove(retval: Any = _CURRENT) -> Any:
 
 
 def _take_tempval(t: tasklet) -> Any:
+    """Claim ``t.tempval`` (it becomes None); a bomb there is raised instead, as in Stackless.
+
+    It raises the bomb's exception itself (not through :meth:`bomb.raise_`), so that at most
+    two txgreen frames stand between the caller's frame and the frames the exception carries.
+    """
     value = t.tempval
     t.tempval = None
     if isinstance(value, bomb):
-        value.raise_()
+        raise value._exception()
     return value
 
 
@@ -822,13 +893,40 @@ class channel:
     def __init__(self) -> None:
         self._queue = _Chain()
         self._dir = 0  # +1: senders are waiting, -1: receivers are waiting
-        self.preference = -1
-        self.schedule_all = False
+        self._preference = -1
+        self._schedule_all = False
         self._closing = False
 
     def __repr__(self) -> str:
         state = " closing" if self._closing else ""
         return f"<txgreen.stackless.channel balance={self.balance}{state} at {id(self):#x}>"
+
+    @property
+    def preference(self) -> int:
+        """-1 (the default), 0 or 1: who runs when a transfer finds the other side waiting.
+
+        Any integer can be assigned; as in Stackless, it is clamped to its sign.
+        """
+        return self._preference
+
+    @preference.setter
+    def preference(self, value: int) -> None:
+        if not isinstance(value, int):
+            raise TypeError(f"preference must be set to an integer, not {type(value).__name__}")
+        self._preference = (value > 0) - (value < 0)
+
+    @property
+    def schedule_all(self) -> bool:
+        """When true, every transfer makes the caller yield to the next runnable tasklet."""
+        return self._schedule_all
+
+    @schedule_all.setter
+    def schedule_all(self, value: int) -> None:
+        if not isinstance(value, int):
+            raise TypeError(
+                f"schedule_all must be set to a bool or integer, not {type(value).__name__}"
+            )
+        self._schedule_all = bool(value)
 
     @property
     def balance(self) -> int:
@@ -909,14 +1007,16 @@ class channel:
             tworld = target._world
             if tworld is not world or world.hub_world:
                 tworld.make_runnable(target)
-            elif self.schedule_all:
+            elif self._schedule_all:
                 world.ring.append(target)
                 nxt = source._next
                 assert nxt is not None
-                source._switch_to(nxt)
-            elif self.preference == -direction:
+                world.ring.head = nxt
+                source._park()
+            elif self._preference == -direction:
                 world.ring.insert_after(source, target)
-                source._switch_to(target)
+                world.ring.head = target
+                source._park()
             else:
                 world.make_runnable(target)
         else:
