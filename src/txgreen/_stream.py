@@ -55,6 +55,7 @@ from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
+from txgreen._util import fresh_copy, own_failure
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
@@ -117,6 +118,22 @@ class ConcurrentReadError(StreamError):
 
 class HalfCloseNotSupported(StreamError):
     """:meth:`Stream.write_eof` on a transport that cannot half-close (TLS, for one)."""
+
+
+def _connection_error(reason: Failure) -> BaseException:
+    """The exception a stream raises for the Failure its connection was lost with: a fresh copy.
+
+    Twisted hands the same exception object to every connection lost the same way (a reset:
+    ``ConnectionLost``); raising that object would grow its one traceback with every connection
+    and keep every finished handler's frames alive.  A copy has the same class, arguments and
+    attributes, and a traceback of its own.
+    """
+    value = reason.value
+    assert value is not None
+    try:
+        return fresh_copy(value)
+    except Exception:  # pragma: no cover - an exception class that cannot be copied
+        return StreamClosed(f"the connection was lost ({reason.getErrorMessage()})")
 
 
 def _direct_send_types() -> tuple[type, ...]:
@@ -339,21 +356,25 @@ class Stream:
             self._reader = None
             reader.resume_later(None)
 
-    def _wake_writers(self, exc: BaseException | None) -> None:
+    def _wake_writers(self, error: Callable[[], BaseException] | None) -> None:
+        # Each writer gets an exception object of its own (one object raised in several green
+        # threads would collect all their frames in its one traceback).
         writers = self._writers
         while writers:
-            writers.popleft().resume_later(None, exc)
+            writers.popleft().resume_later(None, None if error is None else error())
 
     def _on_lost(self, reason: Failure) -> None:
+        # ``reason`` may be an object Twisted hands to every connection lost the same way
+        # (see txgreen._util): it is kept only to be read, never raised nor changed.
         self._lost = True
         self._lost_reason = reason
         if not self._eof:
             self._eof = True
             clean = reason.check(ConnectionDone, ConnectionAborted)  # type: ignore[no-untyped-call]
             if not self._closed and not clean:
-                self._error = reason.value
+                self._error = _connection_error(reason)
         self._wake_reader()
-        self._wake_writers(self._closed_error("the connection was lost while writing"))
+        self._wake_writers(lambda: self._closed_error("the connection was lost while writing"))
         for waiters in (self._lost_waiters, self._secure_waiters):
             while waiters:
                 waiters.popleft().resume_later(None)
@@ -365,7 +386,8 @@ class Stream:
         detail = f" ({reason.getErrorMessage()})" if reason is not None else ""
         err = StreamClosed(f"{what}: the connection is closed{detail}")
         if reason is not None:
-            err.__cause__ = reason.value
+            # A copy of the connection's error, without a traceback: its type tells why.
+            err.__cause__ = _connection_error(reason)
         return err
 
     # -- reading ---------------------------------------------------------------------------
@@ -724,7 +746,7 @@ class Stream:
                 self._release_producer()
                 self.transport.loseConnection()
             self._wake_reader()
-            self._wake_writers(StreamClosed("Stream.write(): the stream was closed"))
+            self._wake_writers(lambda: StreamClosed("Stream.write(): the stream was closed"))
         if wait:
             self.wait_closed(timeout)
 
@@ -736,7 +758,7 @@ class Stream:
             self.transport.abortConnection()
         self._closed = True
         self._wake_reader()
-        self._wake_writers(StreamClosed("Stream.write(): the stream was aborted"))
+        self._wake_writers(lambda: StreamClosed("Stream.write(): the stream was aborted"))
         if wait:
             self.wait_closed()
 
@@ -1005,7 +1027,8 @@ def connect(
     factory = _ClientFactory()
     start = reactor.seconds()
     try:
-        protocol = block_on(ep.connect(factory), timeout)
+        # (own_failure: the connection error raised here is never an object Twisted shares.)
+        protocol = block_on(ep.connect(factory).addErrback(own_failure), timeout)
         assert isinstance(protocol, _StreamProtocol)
         stream = protocol.stream
         if stream._tls:
