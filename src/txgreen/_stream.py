@@ -34,7 +34,7 @@ from greenlet import greenlet as _greenlet
 from twisted.internet import abstract
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import clientFromString, serverFromString
-from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionClosed, ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableDescriptor,
@@ -55,7 +55,7 @@ from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
-from txgreen._util import fresh_copy, own_failure
+from txgreen._util import failure_of, fresh_copy, own_failure
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
@@ -788,6 +788,37 @@ class Stream:
 
 # -- servers -------------------------------------------------------------------------------------
 
+# What a peer can make a handler end with by what it does (resetting or closing the connection,
+# sending a line longer than the limit): ordinary network life, not a bug of the server.
+_PEER_ERRORS: tuple[type[BaseException], ...] = (
+    StreamClosed,
+    LineTooLong,
+    IncompleteReadError,
+    ConnectionClosed,  # Twisted's ConnectionLost, ConnectionDone, ConnectionAborted, ...
+    ConnectionError,  # ConnectionResetError, BrokenPipeError, ...
+)
+
+_MAX_ERROR_TEXT = 200  # characters of a peer error's message in its log line
+
+
+def _log_handler_failure(exc: BaseException, failed: str, ended: str, **fields: Any) -> None:
+    """Log that a connection handler ended with ``exc``: the one place that decides how.
+
+    A peer error (``_PEER_ERRORS``) is logged with the format ``ended`` (which gets the field
+    ``error``, the exception's type and message) at info level, in one short line without a
+    traceback; the event holds no reference to the exception.  A remote client that resets its
+    connections can make the log grow by one such line per connection, no more.  Any other
+    exception is a bug of the handler: logged with the format ``failed`` at error level, with
+    its traceback.  ``fields`` are the formats' other values.
+    """
+    if isinstance(exc, _PEER_ERRORS):
+        text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        if len(text) > _MAX_ERROR_TEXT:
+            text = text[: _MAX_ERROR_TEXT - 3] + "..."
+        log.info(ended, error=text, **fields)
+    else:
+        log.failure(failed, failure_of(exc), **fields)
+
 
 class Listener:
     """A listening port whose accepted connections each run a handler in a green thread.
@@ -853,10 +884,13 @@ class Listener:
         except ReactorStopped:
             stream.abort()
             return
-        except Exception:
-            log.failure(
-                "txgreen: handler {handler!r} failed on the connection from {peer}; "
+        except Exception as e:
+            _log_handler_failure(
+                e,
+                failed="txgreen: handler {handler!r} failed on the connection from {peer}; "
                 "aborting the connection",
+                ended="txgreen: handler {handler!r}: the connection from {peer} ended with "
+                "{error}; aborting it",
                 handler=self._handler,
                 peer=stream.peer,
             )
@@ -952,9 +986,12 @@ def listen(
 
     ``endpoint`` is an endpoint description (``"tcp:0:interface=127.0.0.1"``) or an
     ``IStreamServerEndpoint``.  When the handler returns, the connection is closed; when it
-    raises, the error is logged with its traceback and the connection is aborted.  After the
-    handler, its thread waits for the connection to close, at most ``close_timeout`` seconds
-    (then it aborts it).  Blocks until the port listens (raising the error if it cannot).
+    raises, the connection is aborted and the error is logged: one line at info level for what
+    a peer causes (:class:`StreamClosed`, :class:`LineTooLong`, :class:`IncompleteReadError`,
+    Twisted's ``ConnectionLost``/``ConnectionDone``, ``ConnectionError``), with its traceback
+    at error level for anything else.  After the handler, its thread waits for the connection
+    to close, at most ``close_timeout`` seconds (then it aborts it).  Blocks until the port
+    listens (raising the error if it cannot).
 
     Over TLS the handler runs once the handshake has completed; a connection whose handshake
     fails, or does not complete within ``handshake_timeout`` seconds, is dropped (logged at
