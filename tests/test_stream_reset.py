@@ -17,12 +17,10 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from greenlet import greenlet
-from twisted.internet import main, posixbase, protocol
 from twisted.internet.error import ConnectionLost
 from twisted.logger import (
     ILogObserver,
@@ -34,33 +32,11 @@ from twisted.logger import (
 )
 
 import txgreen
-from support import log_events
+from support import exception_state, log_events, shared_by_twisted, tb_frames
 from txgreen._stream import LineTooLong, Listener, Stream, StreamClosed, listen
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 _LINGER_0 = struct.pack("ii", 1, 0)
-
-
-def tb_frames(tb: TracebackType | None) -> int:
-    n = 0
-    while tb is not None:
-        n += 1
-        tb = tb.tb_next
-    return n
-
-
-def shared_by_twisted() -> list[BaseException]:
-    """The exception objects Twisted hands to every connection lost the same way."""
-    failures = [protocol.connectionDone]
-    defaults = posixbase._DisconnectSelectableMixin._disconnectSelectable.__defaults__ or ()
-    for faildict in defaults:
-        failures += faildict.values()
-    objects = [f.value for f in failures if f.value is not None]
-    return [main.CONNECTION_LOST, main.CONNECTION_DONE, *objects]
-
-
-def state_of(objects: list[BaseException]) -> list[tuple[Any, ...]]:
-    return [(o.__traceback__, o.__context__, o.__cause__) for o in objects]
 
 
 def reset_once(port: int, payload: bytes, read_reply: bool) -> None:
@@ -103,7 +79,7 @@ def is_stream_log(event: LogEvent) -> bool:
 
 def test_two_resets_raise_distinct_errors_whose_tracebacks_do_not_grow() -> None:
     shared = shared_by_twisted()
-    before = state_of(shared)
+    before = exception_state(shared)
     caught: list[tuple[BaseException, int]] = []
 
     def handler(stream: Stream) -> None:
@@ -127,12 +103,12 @@ def test_two_resets_raise_distinct_errors_whose_tracebacks_do_not_grow() -> None
         assert type(e) is ConnectionLost
         assert all(e is not o for o in shared)
         assert e.__context__ is None
-    assert state_of(shared) == before  # Twisted's objects were neither raised nor changed
+    assert exception_state(shared) == before  # Twisted's objects were neither raised nor changed
 
 
 def test_write_after_a_reset_raises_a_fresh_stream_closed_each_time() -> None:
     shared = shared_by_twisted()
-    before = state_of(shared)
+    before = exception_state(shared)
     errors: list[BaseException] = []
 
     def drain(stream: Stream) -> None:
@@ -159,7 +135,7 @@ def test_write_after_a_reset_raises_a_fresh_stream_closed_each_time() -> None:
     assert isinstance(first.__cause__, ConnectionLost)
     assert first.__cause__ is not second.__cause__
     assert all(first.__cause__ is not o for o in shared)
-    assert state_of(shared) == before
+    assert exception_state(shared) == before
 
 
 # -- what is logged --------------------------------------------------------------------------------
@@ -308,7 +284,7 @@ def soak_round(listener: Listener, n: int) -> None:
 def test_soak_thousands_of_resets_keep_greenlets_tracebacks_log_and_rss_flat(catch: bool) -> None:
     handler = Handler(catch)
     shared = shared_by_twisted()
-    before = state_of(shared)
+    before = exception_state(shared)
     with log_stats() as log, listen(LOCAL, handler) as listener:
         soak_round(listener, WARM_UP)
         base_greenlets, base_rss, base_events = greenlets(), rss(), log.events
@@ -341,4 +317,4 @@ def test_soak_thousands_of_resets_keep_greenlets_tracebacks_log_and_rss_flat(cat
         assert log.events == handler.resets  # one line per reset, no more
         assert log.errors == 0
         assert log.events - base_events >= 0.7 * ROUNDS * PER_ROUND
-    assert state_of(shared) == before
+    assert exception_state(shared) == before
