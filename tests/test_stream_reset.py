@@ -201,7 +201,7 @@ def test_a_handler_ended_by_the_peer_is_logged_in_one_info_line(kind: str) -> No
     assert "log_failure" not in event
     text = eventAsText(event, includeTimestamp=False, includeSystem=False)
     assert "\n" not in text
-    assert len(text) < 300, text
+    assert len(text) < 250 + len(repr(handler)), text
     error = LineTooLong if kind == "line too long" else ConnectionLost
     assert f"ended with {error.__name__}: " in text
     assert f"port={event['peer'].port}" in text

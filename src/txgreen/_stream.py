@@ -812,7 +812,7 @@ def _log_handler_failure(exc: BaseException, failed: str, ended: str, **fields: 
     its traceback.  ``fields`` are the formats' other values.
     """
     if isinstance(exc, _PEER_ERRORS):
-        text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        text = f"{type(exc).__name__}: {exc}".replace("\n", " ").rstrip(". ")
         if len(text) > _MAX_ERROR_TEXT:
             text = text[: _MAX_ERROR_TEXT - 3] + "..."
         log.info(ended, error=text, **fields)
@@ -889,8 +889,8 @@ class Listener:
                 e,
                 failed="txgreen: handler {handler!r} failed on the connection from {peer}; "
                 "aborting the connection",
-                ended="txgreen: handler {handler!r}: the connection from {peer} ended with "
-                "{error}; aborting it",
+                ended="txgreen: handler {handler!r} on the connection from {peer} ended with "
+                "{error}; aborting the connection",
                 handler=self._handler,
                 peer=stream.peer,
             )
