@@ -52,8 +52,11 @@ def fresh_copy(exc: BaseException) -> BaseException:
             new.__dict__["__notes__"] = list(notes)  # add_note() on the copy stays on the copy
     if isinstance(exc, OSError):
         # errno and friends are set by OSError's own __init__, which did not run.
+        # (Set only those that are: an unset filename2 and one set to None print differently.)
         for name in ("errno", "strerror", "filename", "filename2"):
-            setattr(new, name, getattr(exc, name))
+            value = getattr(exc, name)
+            if value is not None:
+                setattr(new, name, value)
     return new
 
 
