@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import pytest
@@ -70,6 +71,35 @@ def log_events(wanted: Callable[[LogEvent], bool]) -> Iterator[list[LogEvent]]:
         yield events
     finally:
         globalLogPublisher.removeObserver(obs)
+
+
+def tb_frames(tb: TracebackType | None) -> int:
+    """How many frames a traceback holds."""
+    n = 0
+    while tb is not None:
+        n += 1
+        tb = tb.tb_next
+    return n
+
+
+def shared_by_twisted() -> list[BaseException]:
+    """The exception objects Twisted hands to every connection that ends the same way.
+
+    ``twisted.internet.main``'s two, ``protocol.connectionDone``'s, and those of the Failures
+    kept in the default argument of ``posixbase._DisconnectSelectableMixin._disconnectSelectable``.
+    """
+    from twisted.internet import main, posixbase, protocol
+
+    failures = [protocol.connectionDone]
+    for faildict in posixbase._DisconnectSelectableMixin._disconnectSelectable.__defaults__ or ():
+        failures += faildict.values()
+    objects = [f.value for f in failures if f.value is not None]
+    return [main.CONNECTION_LOST, main.CONNECTION_DONE, *objects]
+
+
+def exception_state(objects: Sequence[BaseException]) -> list[tuple[object, ...]]:
+    """What raising an exception changes: its traceback, context and cause (to compare)."""
+    return [(o.__traceback__, o.__context__, o.__cause__) for o in objects]
 
 
 def is_unhandled_deferred_error(event: LogEvent) -> bool:

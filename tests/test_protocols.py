@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -13,7 +13,7 @@ import pytest
 from greenlet import getcurrent
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.names import client, dns, hosts, server
 from twisted.protocols import amp
@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 import txgreen
-from support import Boom, later
+from support import Boom, exception_state, later, shared_by_twisted, tb_frames
 from txgreen._protocols import (
     CallbackQueueClosed,
     blocking,
@@ -270,6 +270,42 @@ def test_blocking_raises_the_failure_of_the_deferred() -> None:
         blocking(Thing()).failing()
 
 
+class SharedFailure:
+    """A library whose calls fail with one Failure object, as AMP fails every pending call
+    with the ``connectionLost`` reason Twisted may share between connections."""
+
+    def __init__(self) -> None:
+        self.error = ConnectionLost("lost, shared by every connection")
+        self.shared: Failure = Failure(self.error)  # type: ignore[no-untyped-call]
+
+    def call(self) -> Deferred[None]:
+        return later(None).addCallback(lambda _: self.shared)
+
+    def connect(self, factory: object) -> Deferred[None]:  # as an IStreamClientEndpoint
+        return self.call()
+
+
+@pytest.mark.parametrize("via", ["blocking", "connect_protocol", "connect"])
+def test_a_connection_error_twisted_may_share_is_raised_as_a_copy(via: str) -> None:
+    lib = SharedFailure()
+    endpoint: Any = lib
+    calls: dict[str, Callable[[], object]] = {
+        "blocking": lambda: blocking(lib).call(),
+        "connect_protocol": lambda: connect_protocol(endpoint, Lines),
+        "connect": lambda: txgreen.connect(endpoint),
+    }
+    raised: list[BaseException] = []
+    for _ in range(2):
+        with pytest.raises(ConnectionLost, match="shared by every connection") as info:
+            calls[via]()
+        raised.append(info.value)
+    first, second = raised
+    assert first is not second
+    assert lib.error not in (first, second)
+    assert tb_frames(first.__traceback__) == tb_frames(second.__traceback__)
+    assert exception_state([lib.error]) == [(None, None, None)]  # never raised
+
+
 def test_blocking_takes_the_result_out_of_the_deferred(unhandled: list[object]) -> None:
     seen: list[object] = []
 
@@ -494,6 +530,33 @@ def test_queue_get_wakes_at_connection_lost() -> None:
         assert lines.reason is not None
         assert not isinstance(lines.reason.value, ConnectionDone)  # aborted, not closed cleanly
         hold.set()
+
+
+def test_queue_reason_is_never_an_object_twisted_shares() -> None:
+    shared = shared_by_twisted()
+    before = exception_state(shared)
+    reasons: list[Failure] = []
+    protocols: list[Lines] = []
+    for _ in range(2):
+        with line_server([b"x"], then_close=True) as listener:
+            proto = connect_protocol(client_of(listener), Lines())
+            lines = callback_queue(proto, "lineReceived")
+            assert list(lines) == [b"x"]
+            with pytest.raises(CallbackQueueClosed) as info:
+                lines.get()
+            assert lines.reason is not None
+            assert info.value.reason is lines.reason
+            reasons.append(lines.reason)
+            protocols.append(proto)
+    first, second = reasons
+    assert isinstance(first.value, ConnectionDone)
+    assert first.value is not second.value
+    assert all(r.value is not o for r in reasons for o in shared)
+    # The protocol's own connectionLost still got what Twisted gave.
+    for p in protocols:
+        assert p.reason is not None
+        assert isinstance(p.reason.value, ConnectionDone)
+    assert exception_state(shared) == before
 
 
 def test_queue_get_timeout_and_nowait() -> None:

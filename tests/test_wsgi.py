@@ -29,7 +29,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import txgreen
-from support import Boom, log_events
+from support import Boom, exception_state, log_events, shared_by_twisted, tb_frames
 from txgreen._wsgi import WSGIResource, serve_wsgi
 
 LOCAL = "tcp:0:interface=127.0.0.1:backlog=512"
@@ -752,6 +752,36 @@ def test_client_disconnect_makes_write_raise_and_logs_no_error() -> None:
         assert server.resource.threads.join(timeout=5)
     assert len(raised) == 1
     assert isinstance(raised[0], ConnectionClosed)
+    assert errors == []
+
+
+def test_write_after_the_client_disconnected_raises_a_fresh_error_each_time() -> None:
+    shared = shared_by_twisted()
+    before = exception_state(shared)
+    raised: list[tuple[BaseException, int]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        for _ in range(2):  # the first error, then a write after it
+            try:
+                while True:
+                    write(b"y" * 10000)
+            except ConnectionClosed as e:
+                raised.append((e, tb_frames(e.__traceback__)))
+        return []
+
+    with serving(app) as server, error_log() as errors:
+        for _ in range(2):  # two connections
+            s = txgreen.connect(f"tcp:host=127.0.0.1:port={server.port}", timeout=5)
+            s.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.readline() == b"HTTP/1.1 200 OK\r\n"
+            s.abort(wait=True)
+            assert server.resource.threads.join(timeout=5)
+    assert len(raised) == 4
+    assert len({id(e) for e, _ in raised}) == 4
+    assert all(e is not o for e, _ in raised for o in shared)
+    assert len({frames for _, frames in raised}) == 1  # no traceback grows
+    assert exception_state(shared) == before
     assert errors == []
 
 

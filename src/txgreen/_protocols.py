@@ -33,6 +33,7 @@ from txgreen._event import park
 from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Waiter, get_hub
 from txgreen._queue import Empty
+from txgreen._util import own_failure
 from txgreen.errors import TxgreenError
 
 __all__ = [
@@ -130,7 +131,9 @@ def connect_protocol(
     ep: Any = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
     current_hub_and_greenlet("connect_protocol()")  # check before starting to connect
     # On a timeout or a kill block_on cancels the Deferred, which cancels the attempt.
-    return block_on(ep.connect(factory), timeout)
+    # (own_failure: the error raised here is never an object Twisted shares between
+    # connections, see txgreen._util.)
+    return block_on(ep.connect(factory).addErrback(own_failure), timeout)
 
 
 # -- blocking --------------------------------------------------------------------------------------
@@ -154,7 +157,9 @@ def _take(d: Deferred[Any]) -> Deferred[Any]:
     def hand_over(result: Any) -> None:
         if not out.called:
             if isinstance(result, Failure):
-                out.errback(result)
+                # A copy if Twisted may share the exception between connections (AMP fails
+                # every pending call with its connectionLost reason): the caller's own object.
+                out.errback(own_failure(result))
             else:
                 out.callback(result)
 
@@ -238,7 +243,8 @@ class CallbackQueueClosed(TxgreenError):
     """:meth:`CallbackQueue.get` found the queue empty and its connection lost.
 
     ``reason`` is the ``Failure`` given to ``connectionLost`` (``ConnectionDone`` for a clean
-    close).  Iterating over the queue ends quietly instead of raising this.
+    close), or a copy of it when Twisted shares that object between connections.  Iterating
+    over the queue ends quietly instead of raising this.
     """
 
     def __init__(self, reason: Failure | None) -> None:
@@ -305,7 +311,9 @@ class CallbackQueue(Generic[T]):
             self._original_lost(reason)
         finally:
             self._closed = True
-            self.reason = reason
+            # Not the object Twisted may hand to every connection lost the same way: a copy
+            # that the consumer may raise (see txgreen._util).
+            self.reason = own_failure(reason)
             getters = self._getters
             while getters:
                 getters.popleft().resume_later(_END)
@@ -405,7 +413,8 @@ def callback_queue(
     messages`` takes them in order from a green thread.  The protocol's ``connectionLost``
     still runs, then ends the queue: iteration stops once every queued item has been taken
     (``get()`` raises :class:`CallbackQueueClosed`), and ``messages.reason`` is the Failure
-    it was given.  Calls made after that are dropped.
+    it was given (a copy of it when Twisted shares that object between connections).  Calls
+    made after that are dropped.
 
     Bounded: when ``maxsize`` items are queued the transport is paused (``pauseProducing``),
     and resumed once the consumer has brought the queue down to ``low_water`` items (default

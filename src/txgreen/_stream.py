@@ -34,7 +34,7 @@ from greenlet import greenlet as _greenlet
 from twisted.internet import abstract
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import clientFromString, serverFromString
-from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.error import ConnectionAborted, ConnectionClosed, ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableDescriptor,
@@ -55,6 +55,7 @@ from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
+from txgreen._util import failure_of, fresh_copy, own_failure
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
@@ -117,6 +118,22 @@ class ConcurrentReadError(StreamError):
 
 class HalfCloseNotSupported(StreamError):
     """:meth:`Stream.write_eof` on a transport that cannot half-close (TLS, for one)."""
+
+
+def _connection_error(reason: Failure) -> BaseException:
+    """The exception a stream raises for the Failure its connection was lost with: a fresh copy.
+
+    Twisted hands the same exception object to every connection lost the same way (a reset:
+    ``ConnectionLost``); raising that object would grow its one traceback with every connection
+    and keep every finished handler's frames alive.  A copy has the same class, arguments and
+    attributes, and a traceback of its own.
+    """
+    value = reason.value
+    assert value is not None
+    try:
+        return fresh_copy(value)
+    except Exception:  # pragma: no cover - an exception class that cannot be copied
+        return StreamClosed(f"the connection was lost ({reason.getErrorMessage()})")
 
 
 def _direct_send_types() -> tuple[type, ...]:
@@ -339,21 +356,25 @@ class Stream:
             self._reader = None
             reader.resume_later(None)
 
-    def _wake_writers(self, exc: BaseException | None) -> None:
+    def _wake_writers(self, error: Callable[[], BaseException] | None) -> None:
+        # Each writer gets an exception object of its own (one object raised in several green
+        # threads would collect all their frames in its one traceback).
         writers = self._writers
         while writers:
-            writers.popleft().resume_later(None, exc)
+            writers.popleft().resume_later(None, None if error is None else error())
 
     def _on_lost(self, reason: Failure) -> None:
+        # ``reason`` may be an object Twisted hands to every connection lost the same way
+        # (see txgreen._util): it is kept only to be read, never raised nor changed.
         self._lost = True
         self._lost_reason = reason
         if not self._eof:
             self._eof = True
             clean = reason.check(ConnectionDone, ConnectionAborted)  # type: ignore[no-untyped-call]
             if not self._closed and not clean:
-                self._error = reason.value
+                self._error = _connection_error(reason)
         self._wake_reader()
-        self._wake_writers(self._closed_error("the connection was lost while writing"))
+        self._wake_writers(lambda: self._closed_error("the connection was lost while writing"))
         for waiters in (self._lost_waiters, self._secure_waiters):
             while waiters:
                 waiters.popleft().resume_later(None)
@@ -365,7 +386,8 @@ class Stream:
         detail = f" ({reason.getErrorMessage()})" if reason is not None else ""
         err = StreamClosed(f"{what}: the connection is closed{detail}")
         if reason is not None:
-            err.__cause__ = reason.value
+            # A copy of the connection's error, without a traceback: its type tells why.
+            err.__cause__ = _connection_error(reason)
         return err
 
     # -- reading ---------------------------------------------------------------------------
@@ -724,7 +746,7 @@ class Stream:
                 self._release_producer()
                 self.transport.loseConnection()
             self._wake_reader()
-            self._wake_writers(StreamClosed("Stream.write(): the stream was closed"))
+            self._wake_writers(lambda: StreamClosed("Stream.write(): the stream was closed"))
         if wait:
             self.wait_closed(timeout)
 
@@ -736,7 +758,7 @@ class Stream:
             self.transport.abortConnection()
         self._closed = True
         self._wake_reader()
-        self._wake_writers(StreamClosed("Stream.write(): the stream was aborted"))
+        self._wake_writers(lambda: StreamClosed("Stream.write(): the stream was aborted"))
         if wait:
             self.wait_closed()
 
@@ -765,6 +787,37 @@ class Stream:
 
 
 # -- servers -------------------------------------------------------------------------------------
+
+# What a peer can make a handler end with by what it does (resetting or closing the connection,
+# sending a line longer than the limit): ordinary network life, not a bug of the server.
+_PEER_ERRORS: tuple[type[BaseException], ...] = (
+    StreamClosed,
+    LineTooLong,
+    IncompleteReadError,
+    ConnectionClosed,  # Twisted's ConnectionLost, ConnectionDone, ConnectionAborted, ...
+    ConnectionError,  # ConnectionResetError, BrokenPipeError, ...
+)
+
+_MAX_ERROR_TEXT = 200  # characters of a peer error's message in its log line
+
+
+def _log_handler_failure(exc: BaseException, failed: str, ended: str, **fields: Any) -> None:
+    """Log that a connection handler ended with ``exc``: the one place that decides how.
+
+    A peer error (``_PEER_ERRORS``) is logged with the format ``ended`` (which gets the field
+    ``error``, the exception's type and message) at info level, in one short line without a
+    traceback; the event holds no reference to the exception.  A remote client that resets its
+    connections can make the log grow by one such line per connection, no more.  Any other
+    exception is a bug of the handler: logged with the format ``failed`` at error level, with
+    its traceback.  ``fields`` are the formats' other values.
+    """
+    if isinstance(exc, _PEER_ERRORS):
+        text = f"{type(exc).__name__}: {exc}".replace("\n", " ").rstrip(". ")
+        if len(text) > _MAX_ERROR_TEXT:
+            text = text[: _MAX_ERROR_TEXT - 3] + "..."
+        log.info(ended, error=text, **fields)
+    else:
+        log.failure(failed, failure_of(exc), **fields)
 
 
 class Listener:
@@ -831,10 +884,13 @@ class Listener:
         except ReactorStopped:
             stream.abort()
             return
-        except Exception:
-            log.failure(
-                "txgreen: handler {handler!r} failed on the connection from {peer}; "
+        except Exception as e:
+            _log_handler_failure(
+                e,
+                failed="txgreen: handler {handler!r} failed on the connection from {peer}; "
                 "aborting the connection",
+                ended="txgreen: handler {handler!r} on the connection from {peer} ended with "
+                "{error}; aborting the connection",
                 handler=self._handler,
                 peer=stream.peer,
             )
@@ -930,9 +986,12 @@ def listen(
 
     ``endpoint`` is an endpoint description (``"tcp:0:interface=127.0.0.1"``) or an
     ``IStreamServerEndpoint``.  When the handler returns, the connection is closed; when it
-    raises, the error is logged with its traceback and the connection is aborted.  After the
-    handler, its thread waits for the connection to close, at most ``close_timeout`` seconds
-    (then it aborts it).  Blocks until the port listens (raising the error if it cannot).
+    raises, the connection is aborted and the error is logged: one line at info level for what
+    a peer causes (:class:`StreamClosed`, :class:`LineTooLong`, :class:`IncompleteReadError`,
+    Twisted's ``ConnectionLost``/``ConnectionDone``, ``ConnectionError``), with its traceback
+    at error level for anything else.  After the handler, its thread waits for the connection
+    to close, at most ``close_timeout`` seconds (then it aborts it).  Blocks until the port
+    listens (raising the error if it cannot).
 
     Over TLS the handler runs once the handshake has completed; a connection whose handshake
     fails, or does not complete within ``handshake_timeout`` seconds, is dropped (logged at
@@ -1005,7 +1064,8 @@ def connect(
     factory = _ClientFactory()
     start = reactor.seconds()
     try:
-        protocol = block_on(ep.connect(factory), timeout)
+        # (own_failure: the connection error raised here is never an object Twisted shares.)
+        protocol = block_on(ep.connect(factory).addErrback(own_failure), timeout)
         assert isinstance(protocol, _StreamProtocol)
         stream = protocol.stream
         if stream._tls:

@@ -47,7 +47,7 @@ from txgreen._block import block_on
 from txgreen._event import Event
 from txgreen._hub import get_hub
 from txgreen._pool import Group
-from txgreen._util import failure_of
+from txgreen._util import failure_of, fresh_copy, own_error
 from txgreen.errors import ReactorStopped
 
 __all__ = ["WSGIResource", "serve_wsgi"]
@@ -207,8 +207,12 @@ class _Response:
 
     def _lost(self, reason: Failure) -> None:
         # notifyFinish's errback: the connection went away before the response was finished.
+        # (``reason`` may be the object Twisted hands to every connection lost the same way:
+        # only a copy is kept, and write() raises a copy of that, see txgreen._util.)
         if self.gone is None:
-            self.gone = reason.value
+            value = reason.value
+            assert value is not None
+            self.gone = own_error(value)
         self._writable.set()
 
     def pauseProducing(self) -> None:
@@ -308,17 +312,17 @@ class _Response:
         """The legacy ``write()`` callable: send ``data`` now (blocks while the client is slow).
 
         Raises the connection's error (``ConnectionDone``, ``ConnectionLost``) once the client
-        has gone.
+        has gone: a new exception object at each call.
         """
         if not isinstance(data, bytes):
             raise TypeError(f"write() takes bytes, not {type(data).__name__!r}")
         if self.status is None:
             raise RuntimeError("write() was called before start_response()")
         if self.gone is not None:
-            raise self.gone
+            raise fresh_copy(self.gone)
         self._send(data)
         if self.gone is not None:
-            raise self.gone
+            raise fresh_copy(self.gone)
 
     def _send(self, data: bytes) -> None:
         """Send the headers if they have not gone out, then ``data``; wait while paused."""
@@ -461,7 +465,7 @@ class _Response:
             )
 
         if self.gone is not None:
-            if exc is not self.gone and not isinstance(exc, GreenletExit | ReactorStopped):
+            if not self._is_gone(exc) and not isinstance(exc, GreenletExit | ReactorStopped):
                 report(" after the client disconnected", LogLevel.info)
             return
         if isinstance(exc, GreenletExit | ReactorStopped):
@@ -479,6 +483,11 @@ class _Response:
         self._unregister()
         request.write(_ERROR_BODY)
         request.finish()
+
+    def _is_gone(self, exc: BaseException) -> bool:
+        """True if ``exc`` is (a copy of) the error write() raises since the client went away."""
+        gone = self.gone
+        return gone is not None and type(exc) is type(gone) and exc.args == gone.args
 
     def _abort(self) -> None:
         request: Any = self.request
