@@ -140,16 +140,6 @@ def test_write_after_a_reset_raises_a_fresh_stream_closed_each_time() -> None:
     assert exception_state(shared) == before
 
 
-# Until block_on raises txgreen._util.exception_of(failure) instead of failure.raiseException()
-# (txgreen/_block.py, three places), a Deferred failed with an exception Twisted shares makes
-# block_on raise that very object (and set its traceback and context).
-_NEEDS_BLOCK_ON_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="block_on still raises the Failure's own exception: see the note above",
-)
-
-
-@_NEEDS_BLOCK_ON_FIX
 @pytest.mark.parametrize("where", ["waited", "already-fired", "os-thread"])
 def test_block_on_raises_a_copy_of_a_connection_error_twisted_may_share(where: str) -> None:
     error = ConnectionLost("lost, shared by every connection")

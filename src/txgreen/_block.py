@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from txgreen._greenthread import GreenThread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._timeout import Timeout
+from txgreen._util import exception_of
 from txgreen.errors import NotInReactorThreadError, ReactorStopped
 
 __all__ = ["as_deferred", "block_on"]
@@ -139,7 +140,7 @@ def _block(cur: Any, awaitable: Any, timeout: float | None) -> Any:
         if not isinstance(result, Failure):
             return result
         _mark_handled(d, result)
-        result.raiseException()
+        raise exception_of(result)
     waiter = Waiter(hub, cur)
     d.addBoth(waiter.on_result)
     return _wait(hub, waiter, d, timeout)
@@ -168,7 +169,7 @@ def _finish_wait(d: Deferred[Any], outcome: Callable[[Waiter, Any], Any], *args:
         # is still the Deferred's result, the raise below is its handling.
         if d.called and not d.paused and d.result is result:
             _mark_handled(d, result)
-        result.raiseException()
+        raise exception_of(result)
     return result
 
 
@@ -234,5 +235,5 @@ def _block_from_thread(hub: Hub, awaitable: Any, timeout: float | None) -> Any:
     if ok:
         return value
     if isinstance(value, Failure):
-        value.raiseException()
+        raise exception_of(value)
     raise value
