@@ -228,9 +228,10 @@ class _StreamProtocol(Protocol):
 class _ServerFactory(Factory):
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
+        self._accepted = listener._accepted  # one bound method for all the connections
 
     def buildProtocol(self, addr: IAddress | None) -> _StreamProtocol:
-        return _StreamProtocol(self.listener._accepted)
+        return _StreamProtocol(self._accepted)
 
 
 class _ClientFactory(Factory):
