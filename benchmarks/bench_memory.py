@@ -21,7 +21,7 @@ divided by N is the memory per idle connection, in KB (1,024 bytes).
 **Parked threads.**  A child process spawns N green threads (``txgreen.spawn``) running a
 Python function that waits on one ``Event``, and another does the same with ``gevent.spawn``
 and ``gevent.event.Event``; each reports its own RSS before and after (after a warm-up of 50
-such threads that ran to their end).  The function is the same Python function on both
+such threads that waited, were woken and ended).  The function is the same Python function on both
 sides; it counts its starts, so that the figure is read once every thread has run up to its
 wait (a gevent greenlet is true as soon as it is spawned, before it has run).
 
@@ -111,18 +111,17 @@ def park_green(n: int) -> tuple[int, int]:
 
     def main() -> tuple[int, int]:
         event = txgreen.Event()
-        warm = [txgreen.spawn(parked, event) for _ in range(WARM_UP)]
-        event.set()
-        txgreen.joinall(warm)
-        event.clear()
-        before = rss_kb()
-        started[0] = 0
-        threads = [txgreen.spawn(parked, event) for _ in range(n)]
-        while started[0] < n:
-            txgreen.sleep(0.01)
-        after = rss_kb()
-        event.set()
-        txgreen.joinall(threads)
+        before = after = 0
+        for count in (WARM_UP, n):  # the warm-up first
+            before = rss_kb()
+            started[0] = 0
+            threads = [txgreen.spawn(parked, event) for _ in range(count)]
+            while started[0] < count:
+                txgreen.sleep(0.01)
+            after = rss_kb()
+            event.set()
+            txgreen.joinall(threads)
+            event.clear()
         return before, after
 
     return txgreen.run(main)
@@ -140,18 +139,17 @@ def park_gevent(n: int) -> tuple[int, int]:
         event.wait()
 
     event = Event()
-    warm = [gevent.spawn(parked, event) for _ in range(WARM_UP)]
-    event.set()
-    gevent.joinall(warm)
-    event.clear()
-    before = rss_kb()
-    started[0] = 0
-    threads = [gevent.spawn(parked, event) for _ in range(n)]
-    while started[0] < n:
-        gevent.sleep(0.01)
-    after = rss_kb()
-    event.set()
-    gevent.joinall(threads)
+    before = after = 0
+    for count in (WARM_UP, n):  # the warm-up first
+        before = rss_kb()
+        started[0] = 0
+        threads = [gevent.spawn(parked, event) for _ in range(count)]
+        while started[0] < count:
+            gevent.sleep(0.01)
+        after = rss_kb()
+        event.set()
+        gevent.joinall(threads)
+        event.clear()
     return before, after
 
 
