@@ -39,6 +39,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_threads.py --smoke
 	$(BIN)/python benchmarks/bench_primitives.py --smoke
 	$(BIN)/python benchmarks/bench_echo.py --smoke
+	$(BIN)/python benchmarks/bench_memory.py --smoke
 	$(BIN)/python benchmarks/bench_wsgi.py --smoke
 
 test: lint typecheck docs pytest reactors bench-smoke
@@ -48,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_threads.py
 	$(BIN)/python benchmarks/bench_primitives.py
 	$(BIN)/python benchmarks/bench_echo.py
+	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_wsgi.py
 
 docs: $(STAMP)

@@ -245,9 +245,10 @@ class _StreamProtocol(Protocol):
 class _ServerFactory(Factory):
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
+        self._accepted = listener._accepted  # one bound method for all the connections
 
     def buildProtocol(self, addr: IAddress | None) -> _StreamProtocol:
-        return _StreamProtocol(self.listener._accepted)
+        return _StreamProtocol(self._accepted)
 
 
 class _ClientFactory(Factory):
@@ -293,16 +294,19 @@ class Stream:
         self._read_owner: _greenlet | None = None
         self._recv_paused = False
         self._write_paused = False
-        self._writers: deque[Waiter] = deque()
+        # The waiter queues are made when first needed: most streams never have a writer
+        # blocked, nor anyone in wait_closed() or a TLS handshake wait while they are open,
+        # and an empty deque costs 760 bytes (benchmarks/bench_memory.py).
+        self._writers: deque[Waiter] | None = None
         self._closed = False  # close() or abort() was called
         self._write_closed = False  # write_eof() was called
         self._lost = False  # connectionLost has run
         self._lost_reason: Failure | None = None
-        self._lost_waiters: deque[Waiter] = deque()
+        self._lost_waiters: deque[Waiter] | None = None
         self._tls = False  # the transport is Twisted's TLS layer
         self._producer_registered = False  # our protocol is the transport's producer
         self._secured = False  # TLS: the handshake completed (and the peer was verified)
-        self._secure_waiters: deque[Waiter] = deque()
+        self._secure_waiters: deque[Waiter] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("lost" if self._lost else "open")
@@ -641,13 +645,16 @@ class Stream:
     def _wait_writable(self, what: str) -> None:
         cur, hub = current_hub_and_greenlet(what)
         waiter = Waiter(hub, cur)
-        self._writers.append(waiter)
+        writers = self._writers
+        if writers is None:
+            writers = self._writers = deque()
+        writers.append(waiter)
         try:
             self._park(waiter, self._deadline(hub))
         finally:
-            if waiter.active or waiter in self._writers:
+            if waiter.active or waiter in writers:
                 with contextlib.suppress(ValueError):
-                    self._writers.remove(waiter)
+                    writers.remove(waiter)
 
     def drain(self) -> None:
         """Wait until the data written so far has been handed to the kernel.
@@ -768,6 +775,8 @@ class Stream:
             return
         cur, hub = current_hub_and_greenlet("Stream.wait_closed()")
         waiter = Waiter(hub, cur)
+        if self._lost_waiters is None:
+            self._lost_waiters = deque()
         if park(self._lost_waiters, waiter, waiter, timeout, timed=True) is TIMED_OUT:
             self.abort(wait=True)
 
@@ -1093,7 +1102,10 @@ def _wait_secured(
     if not (stream._secured or stream._lost):
         cur, hub = current_hub_and_greenlet(what)
         waiter = Waiter(hub, cur)
-        stream._secure_waiters.append(waiter)
+        waiters = stream._secure_waiters
+        if waiters is None:
+            waiters = stream._secure_waiters = deque()
+        waiters.append(waiter)
         try:
             if remaining is None:
                 hub.wait(waiter)
@@ -1101,7 +1113,7 @@ def _wait_secured(
                 hub.wait(waiter, max(remaining, 0.0), Timeout(timeout))
         finally:
             with contextlib.suppress(ValueError):
-                stream._secure_waiters.remove(waiter)
+                waiters.remove(waiter)
     if stream._secured:
         return
     # Lost before the handshake completed: the TLS error (certificate verification, ...), or
