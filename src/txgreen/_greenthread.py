@@ -110,9 +110,11 @@ class GreenThread(_greenlet, Generic[T]):
         "_kwargs",
         "_links",
         "_reporter",
+        "_spare",
         "_start_call",
         "_started",
         "_value",
+        "_waiter",
         "hub",
         "name",
     )
@@ -120,10 +122,6 @@ class GreenThread(_greenlet, Generic[T]):
     hub: Hub
     _started: bool
     _done: bool
-    # The waiter of this thread's last wait: it is parked while that waiter is active.
-    _waiter: Waiter | None = None
-    # A finished waiter that block_on's lean path may reuse (see txgreen._block).
-    _spare: Waiter | None = None
 
     def __init__(
         self,
@@ -147,6 +145,10 @@ class GreenThread(_greenlet, Generic[T]):
         self._links: list[Callable[[GreenThread[T]], object] | Waiter] | None = []
         self._reporter: _UnretrievedError | None = None
         self._start_call: DelayedCall | None = None
+        # The waiter of this thread's last wait: it is parked while that waiter is active.
+        self._waiter: Waiter | None = None
+        # A finished waiter that block_on's lean path may reuse (see txgreen._block).
+        self._spare: Waiter | None = None
 
     def __repr__(self) -> str:
         if self._done:
