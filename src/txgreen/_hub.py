@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
+from txgreen._interrupt import SignalGuard
 from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -187,6 +188,9 @@ class Hub:
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
+        # Ctrl-C in a busy green thread, and a way out of a shutdown that waits for OS threads.
+        self.signals = SignalGuard(self)
+        reactor.callWhenRunning(self.signals.install)
 
     # -- finding or making the hub greenlet ---------------------------------------------------
 
