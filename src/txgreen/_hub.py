@@ -279,6 +279,10 @@ class Hub:
             io = threadable.ioThread
             if self.reactor.running and io is not None and io != me:
                 return False
+            if not self.reactor.running and me != threading.main_thread().ident:
+                # Before the reactor runs, its thread is the main thread (where txgreen.run
+                # starts it): a worker thread must not start it in a thread of its own.
+                return False
             self.ensure_greenlet()
         if cur is self.greenlet:
             raise BlockingInHubError(what)
