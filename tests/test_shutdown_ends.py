@@ -240,3 +240,19 @@ def test_callback_queue_on_a_closed_connection_ends_at_once(reactor: str) -> Non
         "trigger: before shutdown",
         "run returned",
     ]
+
+
+# -- txgreen's handlers are there while the reactor runs, Python's after a quiet shutdown -------
+
+
+@pytest.mark.parametrize("reactor", REACTORS)
+def test_python_handlers_are_back_after_a_shutdown_without_signal(reactor: str) -> None:
+    got = run_script(SCRIPT, reactor, "handlers")
+    assert (got.returncode, got.stderr) == (0, "")
+    assert got.stdout.splitlines() == [
+        f"reactor: {REACTOR_CLASS[reactor]}",
+        "running: SignalGuard.handle SignalGuard.handle",
+        "trigger: before shutdown",
+        "run returned",
+        "after: default_int_handler 0",  # 0: SIG_DFL
+    ]

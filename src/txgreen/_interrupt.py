@@ -29,6 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from greenlet import getcurrent
+from twisted.python import threadable
 
 if TYPE_CHECKING:
     from twisted.python.threadpool import ThreadPool
@@ -60,9 +61,14 @@ class SignalGuard:
 
     def install(self) -> None:
         """Wrap Twisted's handlers, if ``reactor.run`` installed them (call after startup)."""
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set in the main thread
         reactor = self.hub.reactor
+        main = threading.main_thread()
+        if threading.current_thread() is not main:
+            # Signal handlers can only be set in the main thread.  (The hub was made by another
+            # thread while the reactor runs: install from the reactor's thread, if it is main.)
+            if reactor.running and threadable.ioThread == main.ident:
+                reactor.callFromThread(self.install)
+            return
         for signum, name in ((signal.SIGINT, "sigInt"), (signal.SIGTERM, "sigTerm")):
             theirs = getattr(reactor, name, None)
             if theirs is not None and signal.getsignal(signum) == theirs:

@@ -13,7 +13,8 @@ a connection attempt) and what happened on the way out.  MODE is
   reactor;
 - ``listen`` / ``wsgi``: a ``txgreen.listen`` / ``serve_wsgi`` server, whose shutdown then
   waits 2 s in a "before shutdown" trigger (the test tries to connect during that wait);
-- ``callback-queue``: ``callback_queue`` on a connection that has already closed.
+- ``callback-queue``: ``callback_queue`` on a connection that has already closed;
+- ``handlers``: the SIGINT and SIGTERM handlers while ``main`` runs and after ``run`` returned.
 """
 
 from __future__ import annotations
@@ -267,7 +268,26 @@ def callback_queue() -> None:
     run(main)
 
 
-if mode == "job":
+# -- the handlers, while the reactor runs and after a shutdown that no signal started ------------
+
+
+def handlers() -> None:
+    import signal
+
+    def names() -> str:
+        got = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+        return " ".join(getattr(h, "__qualname__", str(h)) for h in got)
+
+    def main() -> None:
+        say("running:", names())
+
+    run(main)
+    say("after:", names())
+
+
+if mode == "handlers":
+    handlers()
+elif mode == "job":
     job()
 elif mode == "os-threads":
     os_threads()
