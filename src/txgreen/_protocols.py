@@ -432,7 +432,8 @@ def callback_queue(
     messages`` takes them in order from a green thread.  The protocol's ``connectionLost``
     still runs, then ends the queue: iteration stops once every queued item has been taken
     (``get()`` raises :class:`CallbackQueueClosed`), and ``messages.reason`` is the Failure
-    it was given.  Calls made after that are dropped.
+    it was given.  Calls made after that are dropped.  On a connection already lost the queue
+    is closed from the start (``reason`` is then a ``ConnectionDone`` saying so).
 
     Bounded: when ``maxsize`` items are queued the transport is paused (``pauseProducing``),
     and resumed once the consumer has brought the queue down to ``low_water`` items (default

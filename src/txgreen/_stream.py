@@ -973,6 +973,7 @@ def listen(
     raises, the error is logged with its traceback and the connection is aborted.  After the
     handler, its thread waits for the connection to close, at most ``close_timeout`` seconds
     (then it aborts it).  Blocks until the port listens (raising the error if it cannot).
+    When the reactor's shutdown starts, the port stops accepting at once.
 
     Over TLS the handler runs once the handshake has completed; a connection whose handshake
     fails, or does not complete within ``handshake_timeout`` seconds, is dropped (logged at
