@@ -30,6 +30,8 @@ from support import (
     REACTORS,
     SCRIPT_TEST_MARKS,
     TIMEOUT,
+    Finished,
+    in_parallel,
     reaped,
     run_script,
     start_script,
@@ -38,6 +40,14 @@ from support import (
 pytestmark = SCRIPT_TEST_MARKS
 
 SCRIPT = "shutdown_ends.py"
+# The modes that run to their end by themselves: all at once, once per reactor.
+RUN_MODES = ["green-pending", "worker-before-run", "callback-queue", "handlers"]
+
+
+@pytest.fixture(scope="module")
+def finished() -> dict[tuple[str, str], Finished]:
+    keys = [(mode, r) for mode in RUN_MODES for r in REACTORS]
+    return in_parallel(lambda key: run_script(SCRIPT, key[1], key[0]), keys)
 
 
 def read_line(p: subprocess.Popen[str], stream: str, within: float) -> str:
@@ -158,8 +168,10 @@ def test_ctrl_c_interrupts_a_busy_green_thread(reactor: str) -> None:
 
 
 @pytest.mark.parametrize("reactor", REACTORS)
-def test_green_threads_blocked_at_shutdown_are_not_unhandled_errors(reactor: str) -> None:
-    got = run_script(SCRIPT, reactor, "green-pending")
+def test_green_threads_blocked_at_shutdown_are_not_unhandled_errors(
+    finished: dict[tuple[str, str], Finished], reactor: str
+) -> None:
+    got = finished["green-pending", reactor]
     assert (got.returncode, got.stderr) == (0, "")  # no "Unhandled error in Deferred"
     lines = got.stdout.splitlines()
     assert lines[0] == f"reactor: {REACTOR_CLASS[reactor]}"
@@ -176,8 +188,10 @@ def test_green_threads_blocked_at_shutdown_are_not_unhandled_errors(reactor: str
 
 
 @pytest.mark.parametrize("reactor", REACTORS)
-def test_block_on_in_a_worker_before_the_reactor_runs(reactor: str) -> None:
-    got = run_script(SCRIPT, reactor, "worker-before-run")
+def test_block_on_in_a_worker_before_the_reactor_runs(
+    finished: dict[tuple[str, str], Finished], reactor: str
+) -> None:
+    got = finished["worker-before-run", reactor]
     assert (got.returncode, got.stderr) == (0, "")
     # At once, and the reactor was left for txgreen.run to start in the main thread.
     assert got.stdout.splitlines() == [
@@ -213,7 +227,7 @@ def test_ports_refuse_connections_once_the_shutdown_starts(reactor: str, mode: s
         answer = "answered hello" if mode == "listen" else "answered HTTP/1.0 200 OK"
         assert connect(port) == answer
         p.send_signal(signal.SIGINT)
-        # The shutdown starts, and then waits 2 s (a drain, a thread job): meanwhile the port
+        # The shutdown starts, and then waits 1 s (a drain, a thread job): meanwhile the port
         # refuses connections instead of taking ones that nobody would answer.
         assert read_line(p, "stdout", 5) == "trigger: before shutdown"
         time.sleep(0.2)
@@ -228,8 +242,10 @@ def test_ports_refuse_connections_once_the_shutdown_starts(reactor: str, mode: s
 
 
 @pytest.mark.parametrize("reactor", REACTORS)
-def test_callback_queue_on_a_closed_connection_ends_at_once(reactor: str) -> None:
-    got = run_script(SCRIPT, reactor, "callback-queue")
+def test_callback_queue_on_a_closed_connection_ends_at_once(
+    finished: dict[tuple[str, str], Finished], reactor: str
+) -> None:
+    got = finished["callback-queue", reactor]
     assert (got.returncode, got.stderr) == (0, "")
     assert got.stdout.splitlines() == [
         f"reactor: {REACTOR_CLASS[reactor]}",
@@ -246,8 +262,10 @@ def test_callback_queue_on_a_closed_connection_ends_at_once(reactor: str) -> Non
 
 
 @pytest.mark.parametrize("reactor", REACTORS)
-def test_python_handlers_are_back_after_a_shutdown_without_signal(reactor: str) -> None:
-    got = run_script(SCRIPT, reactor, "handlers")
+def test_python_handlers_are_back_after_a_shutdown_without_signal(
+    finished: dict[tuple[str, str], Finished], reactor: str
+) -> None:
+    got = finished["handlers", reactor]
     assert (got.returncode, got.stderr) == (0, "")
     assert got.stdout.splitlines() == [
         f"reactor: {REACTOR_CLASS[reactor]}",

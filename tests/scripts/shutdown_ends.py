@@ -12,7 +12,7 @@ a connection attempt) and what happened on the way out.  MODE is
 - ``worker-before-run``: an OS thread calls ``block_on`` before ``txgreen.run`` starts the
   reactor;
 - ``listen`` / ``wsgi``: a ``txgreen.listen`` / ``serve_wsgi`` server, whose shutdown then
-  waits 2 s in a "before shutdown" trigger (the test tries to connect during that wait);
+  waits 1 s in a "before shutdown" trigger (the test tries to connect during that wait);
 - ``callback-queue``: ``callback_queue`` on a connection that has already closed;
 - ``handlers``: the SIGINT and SIGTERM handlers while ``main`` runs and after ``run`` returned.
 """
@@ -196,8 +196,8 @@ def worker_before_run() -> None:
 
 
 def slow_shutdown() -> defer.Deferred[None]:
-    # Something the shutdown waits for (a drain, a thread job): 2 s.
-    return task.deferLater(reactor, 2.0, lambda: None)
+    # Something the shutdown waits for (a drain, a thread job): 1 s.
+    return task.deferLater(reactor, 1.0, lambda: None)
 
 
 def server(kind: str) -> None:
