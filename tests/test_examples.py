@@ -19,7 +19,13 @@ EVENT = re.compile(r"^\[ *(\d+\.\d{3})s\] (\S+(?: \d+)?) +(.*)$")
 BENCH_LINE = re.compile(
     r"^  ([a-hmr]'?)\. +(.+?) +(\d+(?:\.\d+)?) (ns|µs)  \(best (\d+(?:\.\d+)?) (ns|µs)\)$"
 )
-RATIO_LINE = re.compile(r"^  (round trip|fired fast path): +(.+?) += +(\d+\.\d{3})  (PASS|MISS)$")
+RATIO_LINE = re.compile(
+    r"^  (round trip|fired fast path): +(.+?) += +(\d+\.\d{3})  <= (\d\.\d\d) (PASS|MISS)$"
+)
+BOOKKEEPING_LINE = re.compile(
+    r"^  bookkeeping: +block_on \(b\) / bare greenlet round trip \(m\) += +(\d+\.\d{3})  "
+    r"\(txgreen's own cost\)$"
+)
 
 
 def test_hello_block_on() -> None:
@@ -104,10 +110,15 @@ def check_bench_output(stdout: str, reactor_class: str | None, reactor_name: str
     for line in lines:
         m = RATIO_LINE.match(line)
         if m:
-            ratio = float(m[3])
-            assert m[4] == ("PASS" if ratio <= 1.0 else "MISS")
-            ratios[m[1]] = (m[2].strip(), ratio)
+            ratio, limit = float(m[3]), float(m[4])
+            assert m[5] == ("PASS" if ratio <= limit else "MISS")
+            ratios[m[1]] = (m[2].strip(), ratio, limit)
     assert list(ratios) == ["round trip", "fired fast path"]
+    # The hardening issue's targets: round trip <= 1.05 x async def, fired path <= 1.00.
+    assert (ratios["round trip"][2], ratios["fired fast path"][2]) == (1.05, 1.00)
+    booking = [m for m in map(BOOKKEEPING_LINE.match, lines) if m]
+    assert len(booking) == 1
+    assert float(booking[0][1]) == pytest.approx(figures["b"] / figures["m"], abs=0.02)
     assert ratios["round trip"][0] == "block_on (b) / async def await (c)"
     assert ratios["fired fast path"][0] == "block_on fired (a) / await fired (f)"
     # The printed ratio is the ratio of the printed medians (to rounding).

@@ -387,8 +387,16 @@ class GreenThread(_greenlet, Generic[T]):
             gt._retrieved()
             if exc is None:
                 d.callback(gt._value)
-            else:
-                d.errback(failure_of(exc))
+                return
+            failure = failure_of(exc)
+            d.errback(failure)
+            if isinstance(exc, ReactorStopped):
+                # Dying of the shutdown is normal (docs/shutdown.md): the Deferred still fails
+                # with ReactorStopped, but is not reported as an unhandled error if no errback
+                # handles it (the reactor-side caller is usually shutting down too).
+                info = d._debugInfo
+                if info is not None and info.failResult is failure:
+                    info.failResult = None
 
         self.link(fire)
         return d

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
+from txgreen._interrupt import SignalGuard
 from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -224,6 +225,9 @@ class Hub:
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
+        # Ctrl-C in a busy green thread, and a way out of a shutdown that waits for OS threads.
+        self.signals = SignalGuard(self)
+        reactor.callWhenRunning(self.signals.install)
 
     # -- finding or making the hub greenlet ---------------------------------------------------
 
@@ -311,6 +315,10 @@ class Hub:
         if self.greenlet is None:
             io = threadable.ioThread
             if self.reactor.running and io is not None and io != me:
+                return False
+            if not self.reactor.running and me != threading.main_thread().ident:
+                # Before the reactor runs, its thread is the main thread (where txgreen.run
+                # starts it): a worker thread must not start it in a thread of its own.
                 return False
             self.ensure_greenlet()
         if cur is self.greenlet:

@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import IntNStringReceiver, LineReceiver
@@ -33,7 +34,7 @@ from txgreen._event import park
 from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Waiter, get_hub
 from txgreen._queue import Empty
-from txgreen._util import own_failure
+from txgreen._util import failure_of, own_failure
 from txgreen.errors import TxgreenError
 
 __all__ = [
@@ -256,6 +257,25 @@ class CallbackQueueClosed(TxgreenError):
 _END = object()
 
 
+def _already_lost(protocol: Any) -> bool:
+    """True if ``protocol``'s connection is known to be lost already.
+
+    A transport that has been connected and lost says so with ``disconnected`` (TCP, UNIX,
+    and under a wrapper such as TLS, the transport it wraps); a protocol that was connected
+    and whose transport is gone again has been disconnected too.
+    """
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return bool(getattr(protocol, "connected", False))
+    for _ in range(8):  # wrappers of wrappers, but never a loop
+        if getattr(transport, "disconnected", False):
+            return True
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            break
+    return False
+
+
 class CallbackQueue(Generic[T]):
     """The calls of one protocol method, queued for green threads; see :func:`callback_queue`."""
 
@@ -284,6 +304,12 @@ class CallbackQueue(Generic[T]):
         self._original_lost = protocol.connectionLost
         protocol.__dict__[method] = self._on_call
         protocol.__dict__["connectionLost"] = self._on_lost
+        if _already_lost(protocol):
+            # connectionLost has run already and will not run again: the queue is closed now.
+            self._closed = True
+            self.reason = failure_of(
+                ConnectionDone("the connection was closed before callback_queue() was called")
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("paused" if self._paused else "open")
@@ -414,7 +440,8 @@ def callback_queue(
     still runs, then ends the queue: iteration stops once every queued item has been taken
     (``get()`` raises :class:`CallbackQueueClosed`), and ``messages.reason`` is the Failure
     it was given (a copy of it when Twisted shares that object between connections).  Calls
-    made after that are dropped.
+    made after that are dropped.  On a connection already lost the queue is closed from the
+    start (``reason`` is then a ``ConnectionDone`` saying so).
 
     Bounded: when ``maxsize`` items are queued the transport is paused (``pauseProducing``),
     and resumed once the consumer has brought the queue down to ``low_water`` items (default

@@ -32,7 +32,7 @@ from typing import Any
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 from twisted.internet import abstract
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import ConnectionAborted, ConnectionClosed, ConnectionDone
 from twisted.internet.interfaces import (
@@ -52,7 +52,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 from txgreen._block import block_on
 from txgreen._event import Event, park
 from txgreen._greenthread import current_hub_and_greenlet
-from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub
+from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
 from txgreen._util import failure_of, fresh_copy, own_failure
@@ -829,6 +829,45 @@ def _log_handler_failure(exc: BaseException, failed: str, ended: str, **fields: 
         log.failure(failed, failure_of(exc), **fields)
 
 
+class PortCloser:
+    """Stops a listening port once: when the reactor's shutdown starts, or when its owner says.
+
+    At the start of the shutdown (a "before" trigger) the port stops accepting at once, so a
+    server whose shutdown waits (for a thread job, a drain) does not take connections it would
+    never answer.  The trigger returns the closing's Deferred: the socket is really closed
+    before the shutdown goes on.
+    """
+
+    __slots__ = ("_closing", "_trigger", "port", "reactor")
+
+    def __init__(self, reactor: Any, port: Any) -> None:
+        self.reactor = reactor
+        self.port = port
+        self._closing: Deferred[None] | None = None
+        self._trigger: Any = reactor.addSystemEventTrigger("before", "shutdown", self._at_shutdown)
+
+    def _at_shutdown(self) -> Deferred[None]:
+        self._trigger = None  # it has fired: nothing to remove any more
+        return self.stop()
+
+    def stop(self) -> Deferred[None]:
+        """Stop listening (the first call does it); a new Deferred that fires once closed."""
+        if self._trigger is not None and get_hub().state != STOPPED:
+            # Not shutting down: forget the trigger.  (During the shutdown it stays, so that
+            # the shutdown waits for the socket to be closed.)
+            trigger, self._trigger = self._trigger, None
+            with contextlib.suppress(ValueError, KeyError):
+                self.reactor.removeSystemEventTrigger(trigger)
+        if self._closing is None:
+            self._closing = maybeDeferred(self.port.stopListening)
+            self._closing.addErrback(
+                lambda f: log.failure("txgreen: error closing the port {port!r}", f, port=self.port)
+            )
+        done: Deferred[None] = Deferred()
+        self._closing.addBoth(lambda _: done.callback(None))
+        return done
+
+
 class Listener:
     """A listening port whose accepted connections each run a handler in a green thread.
 
@@ -849,6 +888,7 @@ class Listener:
         self.reactor = reactor
         self.handlers = Group()
         self.listening_port: Any = None
+        self._closer: PortCloser | None = None
         self._address: IAddress | None = None  # kept: a closed port cannot tell it any more
         self._closed = Event()
 
@@ -877,7 +917,7 @@ class Listener:
 
     def _accepted(self, stream: Stream) -> None:
         # In the hub, from connectionMade.
-        if self._closed.is_set():
+        if self._closed.is_set() or get_hub().state == STOPPED:
             stream.abort()
             return
         self.handlers.spawn(self._serve_one, stream)
@@ -951,8 +991,8 @@ class Listener:
         if self._closed.is_set():
             return
         self._closed.set()
-        if self.listening_port is not None:
-            block_on(maybeDeferred(self.listening_port.stopListening))
+        if self._closer is not None:
+            block_on(self._closer.stop())
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every handler has finished; False if ``timeout`` passed first."""
@@ -1001,6 +1041,7 @@ def listen(
     at error level for anything else.  After the handler, its thread waits for the connection
     to close, at most ``close_timeout`` seconds (then it aborts it).  Blocks until the port
     listens (raising the error if it cannot).
+    When the reactor's shutdown starts, the port stops accepting at once.
 
     Over TLS the handler runs once the handshake has completed; a connection whose handshake
     fails, or does not complete within ``handshake_timeout`` seconds, is dropped (logged at
@@ -1012,6 +1053,7 @@ def listen(
     port = block_on(ep.listen(_ServerFactory(listener)))
     listener.listening_port = port
     listener._address = port.getHost()
+    listener._closer = PortCloser(reactor, port)
     return listener
 
 

@@ -36,6 +36,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import threadable
 from twisted.python.threadpool import ThreadPool
 
+from txgreen import _interrupt
 from txgreen._block import block_on
 from txgreen._greenthread import GreenThread, _new_thread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
@@ -146,6 +147,7 @@ def _call_in_thread(
         raise ReactorStopped()
     if pool is not None:
         _check_pool(pool)
+        _interrupt.pools.add(pool)  # its running jobs are counted in the Ctrl-C notice
     reactor = hub.reactor
     job = _Job(fn, args, kwargs)
     if in_reactor_thread:

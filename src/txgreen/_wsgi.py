@@ -47,6 +47,7 @@ from txgreen._block import block_on
 from txgreen._event import Event
 from txgreen._hub import get_hub
 from txgreen._pool import Group
+from txgreen._stream import PortCloser
 from txgreen._util import failure_of, fresh_copy, own_error
 from txgreen.errors import ReactorStopped
 
@@ -610,14 +611,15 @@ def serve_wsgi(
     ep: Any = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
     site = _TrackingSite(resource, reactor)
     port: Any = block_on(ep.listen(site))
+    closer = PortCloser(reactor, port)  # the shutdown closes the port at once
     try:
         if on_listen is not None:
             on_listen(port)
         Event().wait()  # until killed
     finally:
         try:
-            with contextlib.suppress(ReactorStopped):  # shutdown: the reactor closes the port
-                block_on(port.stopListening())
+            with contextlib.suppress(ReactorStopped):  # shutdown: the port is closing already
+                block_on(closer.stop())
         finally:
             try:
                 with contextlib.suppress(ReactorStopped):
