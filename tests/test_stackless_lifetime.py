@@ -377,6 +377,23 @@ def test_a_tasklet_nobody_holds_that_switches_away_gets_tasklet_exit_there() -> 
     assert log == ["TaskletExit"]
 
 
+def test_many_dropped_paused_tasklets_leave_nothing_behind_in_the_hub() -> None:
+    from txgreen._hub import get_hub
+
+    hub = get_hub()
+    log: list[str] = []
+    parked_before = len(hub._parked)
+    with no_gc():
+        held = [paused_tasklet(log) for _ in range(50)]
+        refs = [weakref.ref(t) for t in held]
+        assert len(hub._parked) == parked_before + 50
+        held.clear()
+        assert all(r() is None for r in refs)
+    assert log == ["TaskletExit", "finally"] * 50
+    assert len(hub._parked) == parked_before
+    assert not hub._pending
+
+
 # -- what keeps a tasklet alive, as in Stackless -------------------------------------------------
 
 

@@ -411,13 +411,13 @@ class tasklet:
             return
         if not self._started:
             return  # never ran: its greenlet has no frames to unwind
-        if gr is _gr_current():
-            # Freed by its own _park, as it pauses with nobody else holding it: _park raises
-            # TaskletExit instead of waiting.
-            self._zombie = True
-            gr._txgreen_tasklet = self
-            return
         try:
+            if gr is _gr_current():
+                # Freed by its own _park, as it pauses with nobody else holding it: _park
+                # raises TaskletExit instead of waiting.
+                self._zombie = True
+                gr._txgreen_tasklet = self
+                return
             _kill_dropped(self, gr)
         except BaseException:  # pragma: no cover - nobody could catch it in __del__
             log.failure("txgreen: error while killing a dropped tasklet")
