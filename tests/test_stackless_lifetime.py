@@ -285,6 +285,28 @@ def test_a_dropped_tasklet_that_waits_again_while_unwinding_is_killed_again() ->
     assert log == ["killed again"]
 
 
+def test_a_dropped_tasklet_that_sleeps_while_unwinding_gets_tasklet_exit_there() -> None:
+    log: list[str] = []
+
+    def body() -> None:
+        try:
+            stackless.schedule_remove()
+        finally:
+            try:
+                txgreen.sleep(1)
+            except TaskletExit:
+                log.append("killed again")
+
+    with no_gc():
+        t = tasklet(body)()
+        stackless.run()
+        ref = weakref.ref(t)
+        del t
+        log.append("dropped")
+        assert ref() is None
+    assert log == ["killed again", "dropped"]
+
+
 def test_an_error_raised_by_a_dropped_tasklet_while_unwinding_is_logged() -> None:
     def body() -> None:
         try:

@@ -413,10 +413,11 @@ class tasklet:
             return  # never ran: its greenlet has no frames to unwind
         try:
             if gr is _gr_current():
-                # Freed by its own _park, as it pauses with nobody else holding it: _park
-                # raises TaskletExit instead of waiting.
+                # Freed by its own _park, as it pauses with nobody else holding it: its wait
+                # raises TaskletExit at once.
                 self._zombie = True
                 gr._txgreen_tasklet = self
+                self._world.hub.interrupt(gr, TaskletExit())
                 return
             _kill_dropped(self, gr)
         except BaseException:  # pragma: no cover - nobody could catch it in __del__
@@ -847,20 +848,14 @@ def _park() -> tasklet:
     hub = world.hub
     me: tasklet | None
     if gr.__class__ is _TaskletGreenlet:
-        if t._zombie:
-            raise TaskletExit()  # dropped and being killed: it cannot wait any more
         w = t._waiter = Waiter(hub, gr)
         if not world.step_queued:
             world.request_step()
         wref = t._wref
         gr._txgreen_tasklet = None
-        del t  # (this frees it if nothing else holds it: then its __del__ sets the link back)
-        if gr._txgreen_tasklet is not None:
-            # Nobody holds this tasklet, paused now: it is killed here, without waiting.
-            me = gr._txgreen_tasklet
-            me._waiter = None
-            del me
-            raise TaskletExit()
+        # This frees the tasklet if nothing else holds it: then its __del__ sets the link back
+        # and has hub.wait raise TaskletExit at once.
+        del t
         try:
             hub.wait(w)
         except BaseException:
@@ -899,6 +894,9 @@ def _park() -> tasklet:
 
 def _unpark(t: tasklet, w: Waiter) -> None:
     """``t``'s wait on ``w`` in :func:`_park` ended with an exception."""
+    if t._zombie:
+        # Dropped and being killed: its next wait raises TaskletExit again, at once.
+        t._world.hub.interrupt(w.greenlet, TaskletExit())
     if t._waiter is w:
         # Woken by something else than the scheduler (a txgreen Timeout, reactor shutdown, a
         # kill because it was dropped): it leaves the channel and the runnables, and runs.
@@ -911,9 +909,10 @@ def _kill_dropped(t: tasklet, gr: _greenlet) -> None:
     """Kill ``t``, paused in :func:`_park` and being freed (from its ``__del__``).
 
     Its greenlet runs at once, as a kill does, and the caller continues once it has ended:
-    the caller becomes the greenlet's parent meanwhile.  While it unwinds, a wait in this
-    module raises ``TaskletExit`` again (Stackless kills a deallocated tasklet until it is
-    dead).  From another OS thread (a garbage collection there) the hub kills it instead.
+    the caller becomes the greenlet's parent meanwhile.  While it unwinds, its next wait
+    raises ``TaskletExit`` again at once, and so on for waits in this module (Stackless kills
+    a deallocated tasklet until it is dead; see _unpark).  From another OS thread (a garbage
+    collection there) the hub kills it instead.
     """
     hub = t._world.hub
     if threading.get_ident() != hub.thread_ident:  # pragma: no cover - a GC in a worker thread
