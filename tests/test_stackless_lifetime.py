@@ -523,3 +523,52 @@ def test_a_tasklet_blocked_on_a_channel_dropped_with_it_gets_tasklet_exit() -> N
     make()
     gc.collect()
     assert log == ["finally"]
+
+
+# -- green threads that were main tasklets ----------------------------------------------------
+
+
+def test_a_green_thread_that_used_stackless_is_freed_without_a_gc_pass() -> None:
+    def work() -> int:
+        log: list[str] = []
+        ch = channel()
+        tasklet(lambda: log.append(ch.receive()))()
+        stackless.schedule()
+        ch.send("x")
+        stackless.run()
+        assert log == ["x"]
+        return 1
+
+    with no_gc():
+        gt = txgreen.spawn(work)
+        assert gt.get() == 1
+        ref = weakref.ref(gt)
+        del gt
+        assert ref() is None
+
+
+def test_a_tasklet_that_outlives_its_green_thread_still_runs_without_its_main() -> None:
+    ch = channel()
+    seen: list[Any] = []
+
+    def body() -> None:
+        ch.receive()
+        try:
+            stackless.getmain()
+        except RuntimeError as e:
+            seen.append(e)
+
+    def work() -> None:
+        tasklet(body)()
+        stackless.schedule()  # body blocks on ch
+
+    gt = txgreen.spawn(work)
+    gt.join()
+    ref = weakref.ref(gt)
+    del gt
+    with no_gc():
+        assert ref() is None  # and with it the main tasklet of body's scheduler
+        ch.send("go")
+        txgreen.sleep(0)
+    assert len(seen) == 1
+    assert "green thread has ended" in str(seen[0])

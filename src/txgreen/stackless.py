@@ -34,6 +34,7 @@ from greenlet import getcurrent as _gr_current
 from greenlet import greenlet as _greenlet
 from twisted.logger import Logger
 
+from txgreen._greenthread import GreenThread
 from txgreen._hub import Hub, Waiter, get_hub
 from txgreen._util import failure_of, make_exception
 from txgreen.errors import BlockingInHubError, ReactorStopped
@@ -173,7 +174,7 @@ class _Chain:
 class _Scheduler:
     """The runnables of one main tasklet and its tasklets, and the step that runs them."""
 
-    __slots__ = ("hub", "hub_world", "main", "ring", "runner", "step_queued", "tasklets")
+    __slots__ = ("_main", "hub", "hub_world", "ring", "runner", "step_queued", "tasklets")
 
     def __init__(self, hub: Hub, main_greenlet: _greenlet, hub_world: bool) -> None:
         self.hub = hub
@@ -189,10 +190,19 @@ class _Scheduler:
         main._gr = main_greenlet
         main._started = True
         main._setup = True
-        self.main = main
+        # Its greenlet holds the main tasklet, the scheduler only weakly: so a green thread
+        # that used this module is freed without a GC pass once it has ended (_main_ended).
+        self._main = main._wref
         setattr(main_greenlet, _ATTR, main)
+        if isinstance(main_greenlet, GreenThread):
+            main_greenlet.link(_main_ended)
         if not hub_world:
             self.ring.append(main)  # the main tasklet is running, so it is runnable
+
+    @property
+    def main(self) -> tasklet | None:
+        """The main tasklet; None once its green thread has ended and nobody holds it."""
+        return self._main()
 
     def request_step(self) -> None:
         if not self.step_queued:
@@ -260,9 +270,23 @@ def _world_of(g: _greenlet) -> tasklet:
         return t
     hub = get_hub()
     if hub.in_hub() and g is hub.greenlet:
-        return _Scheduler(hub, g, True).main
-    hub.require_reactor_thread(g, "txgreen.stackless")
-    return _Scheduler(hub, g, False).main
+        _Scheduler(hub, g, True)
+    else:
+        hub.require_reactor_thread(g, "txgreen.stackless")
+        _Scheduler(hub, g, False)
+    main: tasklet = getattr(g, _ATTR)
+    return main
+
+
+def _main_ended(gt: GreenThread[Any]) -> None:
+    """Link of a green thread that is a main tasklet: it has ended, so undo the links that
+    would keep it, its main tasklet and its scheduler in cycles until a GC pass."""
+    main: tasklet | None = gt.__dict__.pop(_ATTR, None)
+    if main is None:
+        return
+    if main._chain is not None:
+        main._chain.remove(main)
+    main._waiter = None
 
 
 def _current() -> tasklet:
@@ -812,7 +836,7 @@ def _to_main(t: tasklet, exc: BaseException) -> None:
     """An uncaught exception of tasklet ``t``: raise it in the main tasklet, as Stackless does."""
     world = t._world
     main = world.main
-    if world.hub_world or main._gr is None or main._gr.dead:
+    if world.hub_world or main is None or main._gr is None or main._gr.dead:
         log.failure(
             "Unhandled error in tasklet {tasklet!r} (its main tasklet cannot receive it):",
             failure_of(exc),
@@ -962,8 +986,17 @@ def getcurrent() -> tasklet:
 
 
 def getmain() -> tasklet:
-    """The main tasklet of the running tasklet's scheduler."""
-    return _world_of(_gr_current())._world.main
+    """The main tasklet of the running tasklet's scheduler.
+
+    Raises ``RuntimeError`` in a tasklet that outlived its main tasklet's green thread once
+    nothing holds that main tasklet any more.
+    """
+    main = _world_of(_gr_current())._world.main
+    if main is None:
+        raise RuntimeError(
+            "the main tasklet of this tasklet's scheduler is gone: its green thread has ended"
+        )
+    return main
 
 
 def getruncount() -> int:
