@@ -399,6 +399,22 @@ def test_a_tasklet_nobody_holds_that_switches_away_gets_tasklet_exit_there() -> 
     assert log == ["TaskletExit"]
 
 
+def test_a_paused_tasklet_in_a_cycle_of_its_own_gets_tasklet_exit_from_the_gc() -> None:
+    log: list[str] = []
+    with no_gc():
+        t = paused_tasklet(log)
+        t.tempval = [t]  # a cycle that only the garbage collector can find
+        ref = weakref.ref(t)
+        del t
+        assert ref() is not None
+        assert log == []
+    gc.collect()  # (it must not switch greenlets: the hub kills the tasklet)
+    txgreen.sleep(0.001)
+    assert log == ["TaskletExit", "finally"]
+    gc.collect()
+    assert ref() is None
+
+
 def test_many_dropped_paused_tasklets_leave_nothing_behind_in_the_hub() -> None:
     from txgreen._hub import get_hub
 

@@ -436,6 +436,11 @@ class tasklet:
         if not self._started:
             return  # never ran: its greenlet has no frames to unwind
         try:
+            if self._wref() is None:
+                # Found by the garbage collector (it clears weak references first), whose
+                # pass must not switch greenlets: the hub kills it on its next turn.
+                self._world.hub.reactor.callFromThread(_kill_dropped, self, gr)
+                return
             if gr is _gr_current():
                 # Freed by its own _park, as it pauses with nobody else holding it: its wait
                 # raises TaskletExit at once.
@@ -935,8 +940,8 @@ def _kill_dropped(t: tasklet, gr: _greenlet) -> None:
     Its greenlet runs at once, as a kill does, and the caller continues once it has ended:
     the caller becomes the greenlet's parent meanwhile.  While it unwinds, its next wait
     raises ``TaskletExit`` again at once, and so on for waits in this module (Stackless kills
-    a deallocated tasklet until it is dead; see _unpark).  From another OS thread (a garbage
-    collection there) the hub kills it instead.
+    a deallocated tasklet until it is dead; see _unpark).  From another OS thread, and for a
+    tasklet the garbage collector found, the hub kills it instead (see ``tasklet.__del__``).
     """
     hub = t._world.hub
     if threading.get_ident() != hub.thread_ident:  # pragma: no cover - a GC in a worker thread
