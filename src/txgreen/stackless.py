@@ -23,6 +23,8 @@ See docs/stackless.md for the API and every difference from real Stackless.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final
@@ -32,6 +34,7 @@ from greenlet import getcurrent as _gr_current
 from greenlet import greenlet as _greenlet
 from twisted.logger import Logger
 
+from txgreen._greenthread import GreenThread
 from txgreen._hub import Hub, Waiter, get_hub
 from txgreen._util import failure_of, make_exception
 from txgreen.errors import BlockingInHubError, ReactorStopped
@@ -52,7 +55,10 @@ __all__ = [
 
 log = Logger(namespace="txgreen.stackless")
 
-_ATTR: Final = "_txgreen_tasklet"  # the tasklet object of a greenlet that is not a tasklet's
+# The tasklet object of a greenlet.  A tasklet's own greenlet holds it only while it runs or
+# waits in a txgreen call (block_on, sleep...): not before it starts, nor while it is parked by
+# this module (see _park), so that a paused tasklet nobody holds is freed, and killed.
+_ATTR: Final = "_txgreen_tasklet"
 
 
 class TaskletExit(GreenletExit):
@@ -168,7 +174,7 @@ class _Chain:
 class _Scheduler:
     """The runnables of one main tasklet and its tasklets, and the step that runs them."""
 
-    __slots__ = ("hub", "hub_world", "main", "ring", "runner", "step_queued", "tasklets")
+    __slots__ = ("_main", "hub", "hub_world", "ring", "runner", "step_queued", "tasklets")
 
     def __init__(self, hub: Hub, main_greenlet: _greenlet, hub_world: bool) -> None:
         self.hub = hub
@@ -176,16 +182,27 @@ class _Scheduler:
         self.ring = _Chain()
         self.runner: tasklet | None = None  # the main tasklet while it waits in run()
         self.step_queued = False
-        self.tasklets: set[tasklet] = set()  # alive tasklets, the main one excepted
+        # Alive tasklets, the main one excepted; weakly, so that a paused tasklet nobody holds
+        # any more is freed (and killed: see tasklet.__del__).
+        self.tasklets: weakref.WeakSet[tasklet] = weakref.WeakSet()
         main = tasklet.__new__(tasklet)
         main._init(self)
         main._gr = main_greenlet
         main._started = True
         main._setup = True
-        self.main = main
+        # Its greenlet holds the main tasklet, the scheduler only weakly: so a green thread
+        # that used this module is freed without a GC pass once it has ended (_main_ended).
+        self._main = main._wref
         setattr(main_greenlet, _ATTR, main)
+        if isinstance(main_greenlet, GreenThread):
+            main_greenlet.link(_main_ended)
         if not hub_world:
             self.ring.append(main)  # the main tasklet is running, so it is runnable
+
+    @property
+    def main(self) -> tasklet | None:
+        """The main tasklet; None once its green thread has ended and nobody holds it."""
+        return self._main()
 
     def request_step(self) -> None:
         if not self.step_queued:
@@ -213,6 +230,7 @@ class _Scheduler:
         ring = self.ring
         hub = self.hub
         budget = ring.count
+        t: tasklet | None = None
         while budget > 0 and ring.head is not None:
             budget -= 1
             t = ring.head
@@ -230,6 +248,9 @@ class _Scheduler:
                 hub.switch_to(t._gr, None)  # type: ignore[arg-type]
             if not t._dead and t._waiter is None and t._chain is ring:
                 ring.remove(t)  # it went into a txgreen wait
+        # This frame may stay suspended below (in runner._resume()) while the main tasklet
+        # runs: it must not keep the last tasklet it ran alive meanwhile.
+        t = None
         if ring.head is not None:
             self.request_step()
         elif self.runner is not None and not self._waiting_in_txgreen():
@@ -249,9 +270,23 @@ def _world_of(g: _greenlet) -> tasklet:
         return t
     hub = get_hub()
     if hub.in_hub() and g is hub.greenlet:
-        return _Scheduler(hub, g, True).main
-    hub.require_reactor_thread(g, "txgreen.stackless")
-    return _Scheduler(hub, g, False).main
+        _Scheduler(hub, g, True)
+    else:
+        hub.require_reactor_thread(g, "txgreen.stackless")
+        _Scheduler(hub, g, False)
+    main: tasklet = getattr(g, _ATTR)
+    return main
+
+
+def _main_ended(gt: GreenThread[Any]) -> None:
+    """Link of a green thread that is a main tasklet: it has ended, so undo the links that
+    would keep it, its main tasklet and its scheduler in cycles until a GC pass."""
+    main: tasklet | None = gt.__dict__.pop(_ATTR, None)
+    if main is None:
+        return
+    if main._chain is not None:
+        main._chain.remove(main)
+    main._waiter = None
 
 
 def _current() -> tasklet:
@@ -278,13 +313,74 @@ def _blocking_current(what: str) -> tasklet:
 
 
 class _TaskletGreenlet(_greenlet):
+    """A tasklet's greenlet.  Neither it nor its frames hold the tasklet while it is paused.
+
+    So a tasklet freed while paused is freed by reference counting alone, and its
+    ``__del__`` kills the greenlet; a finished tasklet holds its dead greenlet, which no
+    longer refers back to it.
+    """
+
+    __slots__ = ("_txgreen_tasklet", "wref")  # (_ATTR)
+
+    _txgreen_tasklet: tasklet | None
+    wref: weakref.ref[tasklet]
+
     def __init__(self, t: tasklet, parent: _greenlet) -> None:
         super().__init__(parent=parent)
-        setattr(self, _ATTR, t)
+        self._txgreen_tasklet = None  # set when it starts: a tasklet never run is freed
+        self.wref = t._wref
 
     def run(self, *_: object) -> None:
-        t: tasklet = getattr(self, _ATTR)
-        t._body()
+        # The tasklet's body: run the function, then leave the scheduler.  Its frames refer to
+        # the tasklet only while they use it, never across the function's run (see _call).
+        t = self.wref()
+        assert t is not None  # the scheduler step that switched here holds it
+        self._txgreen_tasklet = t
+        t._started = True
+        func, args, kwargs, exc = t._func, t._args, t._kwargs, t._pending_exc
+        t._args = t._kwargs = t._pending_exc = None
+        del t
+        uncaught = _call(func, args, kwargs, exc)  # type: ignore[arg-type]
+        del func, args, kwargs, exc
+        t = self._txgreen_tasklet
+        if t is None:  # pragma: no cover - only if its __del__ failed to kill it
+            return
+        t._end()
+        if uncaught is not None:
+            _to_main(t, uncaught)
+        self._txgreen_tasklet = None  # a dead greenlet does not hold its tasklet
+        # (A traceback that reaches this frame keeps its last locals: none that hold anything.)
+        del t, uncaught
+
+
+def _call(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    exc: BaseException | None,
+) -> BaseException | None:
+    """Run a tasklet's function (or raise ``exc`` thrown into it before it started).
+
+    Returns the exception it did not catch, or None: ``TaskletExit`` (a ``GreenletExit``) and
+    ``ReactorStopped`` end a tasklet silently.
+    """
+    try:
+        if exc is not None:
+            raise exc
+        func(*args, **kwargs)
+    except (GreenletExit, ReactorStopped):
+        pass  # TaskletExit (a GreenletExit) ends a tasklet silently, as at shutdown
+    except BaseException as e:
+        tb = e.__traceback__
+        if tb is not None and tb.tb_frame.f_code is _CALL_CODE:
+            # Its traceback starts at the tasklet's function, as in Stackless, where the
+            # function is the tasklet's bottom frame.
+            e.__traceback__ = tb.tb_next
+        return e
+    return None
+
+
+_CALL_CODE: Final = _call.__code__
 
 
 class tasklet:
@@ -324,7 +420,47 @@ class tasklet:
         self._pending_exc: BaseException | None = None
         self._channel: channel | None = None
         self._atomic = False
-        self.tempval: Any = None
+        # The tempval; _CURRENT stands for the tasklet itself (schedule()'s default), so that
+        # a paused tasklet does not keep itself alive through it.
+        self._tempval: Any = None
+        self._zombie = False  # dropped while paused and being killed (see __del__)
+        self._wref = weakref.ref(self)
+
+    def __del__(self) -> None:
+        # Freed while paused (started, not ended, and in neither the runnables nor a channel,
+        # which hold their tasklets): nothing can ever resume it, so it is killed now, as
+        # Stackless kills a tasklet deallocated with frames.
+        gr = getattr(self, "_gr", None)  # (None too if __init__ failed early)
+        if gr is None or gr.__class__ is not _TaskletGreenlet or self._dead or gr.dead:
+            return
+        if not self._started:
+            return  # never ran: its greenlet has no frames to unwind
+        try:
+            if self._wref() is None:
+                # Found by the garbage collector (it clears weak references first), whose
+                # pass must not switch greenlets: the hub kills it on its next turn.
+                self._world.hub.reactor.callFromThread(_kill_dropped, self, gr)
+                return
+            if gr is _gr_current():
+                # Freed by its own _park, as it pauses with nobody else holding it: its wait
+                # raises TaskletExit at once.
+                self._zombie = True
+                gr._txgreen_tasklet = self
+                self._world.hub.interrupt(gr, TaskletExit())
+                return
+            _kill_dropped(self, gr)
+        except BaseException:  # pragma: no cover - nobody could catch it in __del__
+            log.failure("txgreen: error while killing a dropped tasklet")
+
+    @property
+    def tempval(self) -> Any:
+        """The value passed on resumption (see :func:`schedule`); assignable."""
+        value = self._tempval
+        return self if value is _CURRENT else value
+
+    @tempval.setter
+    def tempval(self, value: Any) -> None:
+        self._tempval = _CURRENT if value is self else value
 
     def __repr__(self) -> str:
         if self._dead:
@@ -387,7 +523,7 @@ class tasklet:
             self._world.tasklets.discard(self)  # set up but never started: drop its greenlet
         self._gr = None
         self._args = self._kwargs = None
-        self._setup = self._started = self._dead = False
+        self._setup = self._started = self._dead = self._zombie = False
         self._pending_exc = None
 
     def _prepare(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -415,36 +551,6 @@ class tasklet:
 
     __call__ = setup
 
-    def _body(self) -> None:
-        # The tasklet's greenlet: run the function, then leave the scheduler.
-        self._started = True
-        func, args, kwargs = self._func, self._args, self._kwargs
-        self._args = self._kwargs = None
-        uncaught: BaseException | None = None
-        try:
-            exc = self._pending_exc
-            if exc is not None:
-                self._pending_exc = None
-                raise exc
-            assert func is not None
-            assert args is not None
-            assert kwargs is not None
-            func(*args, **kwargs)
-        except (GreenletExit, ReactorStopped):
-            pass  # TaskletExit (a GreenletExit) ends a tasklet silently, as at shutdown
-        except BaseException as e:
-            uncaught = e
-            tb = e.__traceback__
-            if tb is not None and tb.tb_frame.f_code is _BODY_CODE:
-                # Its traceback starts at the tasklet's function, as in Stackless, where
-                # the function is the tasklet's bottom frame.
-                e.__traceback__ = tb.tb_next
-        finally:
-            del func, args, kwargs
-            self._end()
-        if uncaught is not None:
-            _to_main(self, uncaught)
-
     def _end(self) -> None:
         self._dead = True
         self._func = None  # consumed by the run, as in Stackless: bind it again to reuse
@@ -454,36 +560,13 @@ class tasklet:
             self._chain.remove(self)
         self._waiter = None
         self._pending_exc = None
-        self.tempval = None
+        self._tempval = None
+        pending = world.hub._pending
+        if pending:
+            pending.pop(self._gr, None)  # type: ignore[arg-type]  # a kill after its last wait
         world.request_step()  # whoever waits in run() may be done now
 
     # -- parking and resuming ----------------------------------------------------------------
-
-    def _park(self) -> None:
-        """Wait (in the hub's sense) until the scheduler step resumes this tasklet.
-
-        An exception thrown into the tasklet meanwhile (``throw``, ``kill``, an uncaught one
-        from another tasklet for a main tasklet) is raised here, once it runs again.
-        """
-        world = self._world
-        hub = world.hub
-        w = Waiter(hub, self._gr)  # type: ignore[arg-type]
-        self._waiter = w
-        world.request_step()
-        try:
-            hub.wait(w)
-        except BaseException:
-            if self._waiter is w:
-                # Woken by something else than the scheduler (a txgreen Timeout, reactor
-                # shutdown): this tasklet leaves the channel and the runnables, and runs.
-                self._waiter = None
-                if not self._leave_channel() and self._chain is not None:
-                    self._chain.remove(self)
-            raise
-        exc = self._pending_exc
-        if exc is not None:
-            self._pending_exc = None
-            raise exc
 
     def _resume(self) -> bool:
         """From the scheduler step: switch into this tasklet, parked by :meth:`_park`.
@@ -495,6 +578,7 @@ class tasklet:
         if w is None or not w.active:
             return False
         self._waiter = None
+        self._gr._txgreen_tasklet = self  # type: ignore[union-attr]  # (see _park)
         w.resume(None, None)
         return True
 
@@ -546,7 +630,8 @@ class tasklet:
         if self is not cur:
             self._check_runnable("run")
             if self._run_from(cur):
-                cur._park()
+                del cur  # (the caller holds no reference to itself while it waits: _park)
+                cur = _park()
         return _take_tempval(cur)
 
     def _run_from(self, cur: tasklet) -> bool:
@@ -577,8 +662,8 @@ class tasklet:
             world.ring.append(self)
         world.ring.head = self
         world.ring.remove(cur)
-        cur._park()
-        return _take_tempval(cur)
+        del cur
+        return _take_tempval(_park())
 
     def _check_runnable(self, what: str) -> None:
         if self._dead or not self._setup:
@@ -660,7 +745,8 @@ class tasklet:
                 world.make_runnable(self)
             return None
         if self._run_from(cur):
-            cur._park()
+            del cur
+            cur = _park()
         return _take_tempval(cur)
 
     def _is_main(self) -> bool:
@@ -751,14 +837,11 @@ class tasklet:
         return old
 
 
-_BODY_CODE: Final = tasklet._body.__code__
-
-
 def _to_main(t: tasklet, exc: BaseException) -> None:
     """An uncaught exception of tasklet ``t``: raise it in the main tasklet, as Stackless does."""
     world = t._world
     main = world.main
-    if world.hub_world or main._gr is None or main._gr.dead:
+    if world.hub_world or main is None or main._gr is None or main._gr.dead:
         log.failure(
             "Unhandled error in tasklet {tasklet!r} (its main tasklet cannot receive it):",
             failure_of(exc),
@@ -769,14 +852,126 @@ def _to_main(t: tasklet, exc: BaseException) -> None:
         if world.hub.parked_waiter(main._gr) is not None:
             world.hub.interrupt(main._gr, exc)
             return
-        log.failure(  # pragma: no cover - the main tasklet runs only if t does not
-            "Unhandled error in tasklet {tasklet!r}:", failure_of(exc), tasklet=t
-        )
+        # The main tasklet runs, not waiting: t was killed because it was dropped (see
+        # _kill_dropped), and nobody can catch what it raised meanwhile.
+        log.failure("Unhandled error in tasklet {tasklet!r}:", failure_of(exc), tasklet=t)
         return
     main._leave_channel()
     main._pending_exc = exc
     world.insert_head(main)
     world.request_step()
+
+
+def _park() -> tasklet:
+    """Wait (in the hub's sense) until the scheduler step resumes the current tasklet; return it.
+
+    An exception thrown into the tasklet meanwhile (``throw``, ``kill``, an uncaught one from
+    another tasklet for a main tasklet) is raised here, once it runs again.  Callers hold no
+    reference to their tasklet across the call (they take it back from the return value), and
+    neither does the tasklet's greenlet meanwhile: a paused tasklet that nobody else holds is
+    freed, which kills it (see ``tasklet.__del__``).
+    """
+    gr = _gr_current()
+    t: tasklet = gr._txgreen_tasklet  # type: ignore[attr-defined]  # (_ATTR)
+    world = t._world
+    hub = world.hub
+    me: tasklet | None
+    if gr.__class__ is _TaskletGreenlet:
+        w = t._waiter = Waiter(hub, gr)
+        if not world.step_queued:
+            world.request_step()
+        wref = t._wref
+        gr._txgreen_tasklet = None
+        # This frees the tasklet if nothing else holds it: then its __del__ sets the link back
+        # and has hub.wait raise TaskletExit at once.
+        del t
+        try:
+            hub.wait(w)
+        except BaseException:
+            # (A tasklet freed meanwhile is killed: its __del__ set the greenlet's link.)
+            me = gr._txgreen_tasklet = gr._txgreen_tasklet or wref()
+            assert me is not None
+            _unpark(me, w)
+            # The exception's traceback keeps this frame, and Hub.wait's, with their last
+            # locals (in a cycle through the waiter): none of them may be the tasklet.
+            del me
+            raise
+        me = gr._txgreen_tasklet  # (set by _resume)
+        if me is None:  # woken by something else than the scheduler step
+            me = gr._txgreen_tasklet = wref()
+            assert me is not None
+    else:
+        # A main tasklet: its greenlet (a green thread, or the main greenlet) keeps it.
+        w = t._waiter = Waiter(hub, gr)
+        world.request_step()
+        try:
+            hub.wait(w)
+        except BaseException:
+            _unpark(t, w)
+            raise
+        me = t
+    exc = me._pending_exc
+    if exc is not None:
+        me._pending_exc = None
+        del me  # (as above: the traceback keeps this frame)
+        try:
+            raise exc
+        finally:
+            del exc
+    return me
+
+
+def _unpark(t: tasklet, w: Waiter) -> None:
+    """``t``'s wait on ``w`` in :func:`_park` ended with an exception."""
+    if t._zombie:
+        # Dropped and being killed: its next wait raises TaskletExit again, at once.
+        t._world.hub.interrupt(w.greenlet, TaskletExit())
+    if t._waiter is w:
+        # Woken by something else than the scheduler (a txgreen Timeout, reactor shutdown, a
+        # kill because it was dropped): it leaves the channel and the runnables, and runs.
+        t._waiter = None
+        if not t._leave_channel() and t._chain is not None:
+            t._chain.remove(t)
+
+
+def _kill_dropped(t: tasklet, gr: _greenlet) -> None:
+    """Kill ``t``, paused in :func:`_park` and being freed (from its ``__del__``).
+
+    Its greenlet runs at once, as a kill does, and the caller continues once it has ended:
+    the caller becomes the greenlet's parent meanwhile.  While it unwinds, its next wait
+    raises ``TaskletExit`` again at once, and so on for waits in this module (Stackless kills
+    a deallocated tasklet until it is dead; see _unpark).  From another OS thread, and for a
+    tasklet the garbage collector found, the hub kills it instead (see ``tasklet.__del__``).
+    """
+    hub = t._world.hub
+    if threading.get_ident() != hub.thread_ident:  # pragma: no cover - a GC in a worker thread
+        hub.reactor.callFromThread(_kill_dropped, t, gr)
+        return
+    t._zombie = True
+    gr._txgreen_tasklet = t  # type: ignore[attr-defined]  # (its weakrefs may be gone: GC)
+    hub_greenlet = hub.greenlet
+    assert hub_greenlet is not None
+    w = t._waiter
+    cur = _gr_current()
+    exc = TaskletExit()
+    if w is not None and w._complete(None, exc):
+        if cur is hub.greenlet:
+            hub.switch_to(gr, w)
+            return
+        gr.parent = cur
+        try:
+            gr.switch(w)
+        finally:
+            gr.parent = hub_greenlet  # (also where a wake-up queued for it earlier goes)
+    else:
+        # Its wait was already completed (a Timeout, a scheduler step) and its wake-up is
+        # queued in the hub: it is killed before that runs, and the wake-up, finding it dead,
+        # goes to the hub, its parent again by then.
+        gr.parent = cur
+        try:
+            gr.throw(exc)
+        finally:
+            gr.parent = hub_greenlet
 
 
 # -- module functions -------------------------------------------------------------------------
@@ -796,8 +991,17 @@ def getcurrent() -> tasklet:
 
 
 def getmain() -> tasklet:
-    """The main tasklet of the running tasklet's scheduler."""
-    return _world_of(_gr_current())._world.main
+    """The main tasklet of the running tasklet's scheduler.
+
+    Raises ``RuntimeError`` in a tasklet that outlived its main tasklet's green thread once
+    nothing holds that main tasklet any more.
+    """
+    main = _world_of(_gr_current())._world.main
+    if main is None:
+        raise RuntimeError(
+            "the main tasklet of this tasklet's scheduler is gone: its green thread has ended"
+        )
+    return main
 
 
 def getruncount() -> int:
@@ -814,21 +1018,23 @@ def schedule(retval: Any = _CURRENT) -> Any:
     tasklet.
     """
     cur = _blocking_current("stackless.schedule()")
-    cur.tempval = cur if retval is _CURRENT else retval
-    world = cur._world
-    assert cur._next is not None
-    world.ring.head = cur._next
-    cur._park()
-    return _take_tempval(cur)
+    cur._tempval = _CURRENT if retval is _CURRENT or retval is cur else retval
+    del retval
+    nxt = cur._next
+    assert nxt is not None
+    cur._world.ring.head = nxt
+    del cur, nxt  # (the caller holds no reference to its tasklet while it waits: _park)
+    return _take_tempval(_park())
 
 
 def schedule_remove(retval: Any = _CURRENT) -> Any:
     """Like :func:`schedule`, but the caller leaves the runnables until someone inserts it."""
     cur = _blocking_current("stackless.schedule_remove()")
-    cur.tempval = cur if retval is _CURRENT else retval
+    cur._tempval = _CURRENT if retval is _CURRENT or retval is cur else retval
+    del retval
     cur._world.ring.remove(cur)
-    cur._park()
-    return _take_tempval(cur)
+    del cur
+    return _take_tempval(_park())
 
 
 def _take_tempval(t: tasklet) -> Any:
@@ -837,8 +1043,10 @@ def _take_tempval(t: tasklet) -> Any:
     It raises the bomb's exception itself (not through :meth:`bomb.raise_`), so that at most
     two txgreen frames stand between the caller's frame and the frames the exception carries.
     """
-    value = t.tempval
-    t.tempval = None
+    value = t._tempval
+    t._tempval = None
+    if value is _CURRENT:
+        return t
     if isinstance(value, bomb):
         raise value._exception()
     return value
@@ -863,7 +1071,7 @@ def run() -> None:
     world.runner = cur
     world.ring.remove(cur)
     try:
-        cur._park()
+        _park()  # (a main tasklet: its greenlet holds it anyway)
     finally:
         world.runner = None
 
@@ -996,14 +1204,19 @@ class channel:
         return self._action(-1, None)
 
     def _action(self, direction: int, arg: Any) -> Any:
+        # While it waits, this frame holds no reference to the caller's tasklet, nor to the
+        # one it woke (see _park).
         source = _current()
         world = source._world
         queue = self._queue
-        source.tempval = arg
+        source._tempval = arg
         if queue.count and self._dir == -direction:
             target = queue.popleft()
             target._channel = None
-            source.tempval, target.tempval = target.tempval, source.tempval
+            value = target._tempval
+            source._tempval = target if value is _CURRENT else value
+            target._tempval = arg
+            del value
             tworld = target._world
             if tworld is not world or world.hub_world:
                 tworld.make_runnable(target)
@@ -1012,11 +1225,13 @@ class channel:
                 nxt = source._next
                 assert nxt is not None
                 world.ring.head = nxt
-                source._park()
+                del source, target, nxt
+                source = _park()
             elif self._preference == -direction:
                 world.ring.insert_after(source, target)
                 world.ring.head = target
-                source._park()
+                del source, target
+                source = _park()
             else:
                 world.make_runnable(target)
         else:
@@ -1030,9 +1245,10 @@ class channel:
             queue.append(source)
             source._channel = self
             self._dir = direction
-            source._park()
+            del source
+            source = _park()
         if direction > 0:
-            source.tempval = None
+            source._tempval = None
             return None
         return _take_tempval(source)
 
