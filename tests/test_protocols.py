@@ -96,9 +96,14 @@ def line_server(
     lines: list[bytes], hold: txgreen.Event | None = None, *, then_close: bool = False
 ) -> Listener:
     """A server that sends ``lines``, then closes (``then_close``) or echoes what it reads
-    upper-cased and closes at EOF."""
+    upper-cased and closes at EOF.
+
+    With ``then_close`` it sends only once the client has sent one byte (see :func:`go`), so
+    that nothing can arrive and be lost before the client's ``callback_queue`` exists."""
 
     def handler(stream: Stream) -> None:
+        if then_close:
+            stream.read_exactly(1)
         stream.write(b"".join(line + b"\n" for line in lines))
         if then_close:
             return
@@ -108,6 +113,11 @@ def line_server(
             stream.write(line.upper())
 
     return listen(LOCAL, handler)
+
+
+def go(proto: Any) -> None:
+    """Tell a ``then_close`` :func:`line_server` to send its lines."""
+    proto.transport.write(b"!")
 
 
 # -- connect_protocol ---------------------------------------------------------------------------
@@ -500,6 +510,7 @@ def test_queue_iteration_ends_at_connection_lost() -> None:
     with line_server(sent, then_close=True) as listener:
         proto = connect_protocol(client_of(listener), Lines())
         lines = callback_queue(proto, "lineReceived")
+        go(proto)
         assert list(lines) == sent  # every line that arrived, then the end
         assert lines.closed is True
         assert lines.reason is not None
@@ -541,6 +552,7 @@ def test_queue_reason_is_never_an_object_twisted_shares() -> None:
         with line_server([b"x"], then_close=True) as listener:
             proto = connect_protocol(client_of(listener), Lines())
             lines = callback_queue(proto, "lineReceived")
+            go(proto)
             assert list(lines) == [b"x"]
             with pytest.raises(CallbackQueueClosed) as info:
                 lines.get()
@@ -714,3 +726,34 @@ def test_full_queue_pauses_the_transport_and_stalls_the_writer() -> None:
         transport.loseConnection()
         txgreen.block_on(proto.lost, timeout=5)
         assert list(chunks) == []
+
+
+def test_connect_protocol_returns_before_the_reactor_delivers_anything() -> None:
+    # The connection's Deferred fires while another green thread is runnable, and the
+    # "reactor" delivers a line in the same callback right after: connect_protocol must have
+    # returned (and the queue been made) before that, not queue behind the runnable thread.
+    from twisted.internet import reactor
+    from twisted.internet.testing import StringTransport
+
+    clock: Any = reactor
+
+    class Endpoint:
+        def connect(self, factory: Any) -> Deferred[Any]:
+            proto = factory.buildProtocol(None)
+            d: Deferred[Any] = Deferred()
+
+            def connected() -> None:
+                proto.makeConnection(StringTransport())
+                txgreen.spawn(lambda: None)  # the ready queue is not empty
+                d.callback(proto)
+                proto.dataReceived(b"first\n")
+
+            clock.callLater(0, connected)
+            return d
+
+    proto = connect_protocol(Endpoint(), Lines())  # type: ignore[arg-type]
+    lines = callback_queue(proto, "lineReceived")
+    assert lines.get(timeout=5) == b"first"
+    assert proto.received == []
+    proto.connectionLost(Failure(ConnectionDone()))  # type: ignore[no-untyped-call]
+    assert list(lines) == []

@@ -126,7 +126,37 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     return _block(cur, awaitable, timeout)
 
 
-def _block(cur: Any, awaitable: Any, timeout: float | None) -> Any:
+class _PromptWaiter(Waiter):
+    """A waiter that the reactor's result resumes right inside its callback, even when other
+    green threads are runnable (a plain Waiter then queues behind them: FIFO fairness)."""
+
+    __slots__ = ()
+
+    def on_result(self, result: Any) -> Any:
+        if self.active and not isinstance(result, Failure):
+            hub = self.hub
+            if getcurrent() is hub.greenlet:
+                self.active = False
+                self.value = result
+                hub.switch_to(self.greenlet, self)
+                return result
+        return Waiter.on_result(self, result)
+
+
+def block_on_promptly(awaitable: Any, timeout: float | None = None) -> Any:
+    """``block_on``, but when a reactor callback fires the Deferred with a result, the waiting
+    green thread runs inside that callback, before the reactor does anything else.
+
+    For waits whose caller must act before the reactor runs again: ``connect_protocol``
+    returns inside ``connectionMade``'s callback, so that a ``callback_queue`` made right
+    after it sees every message (none can be delivered in between).
+    """
+    return _block(getcurrent(), awaitable, timeout, _PromptWaiter)
+
+
+def _block(
+    cur: Any, awaitable: Any, timeout: float | None, waiter_class: type[Waiter] = Waiter
+) -> Any:
     """Everything but the fast path: checks, conversion, failures and the real wait."""
     if cur.__class__ is GreenThread:
         hub = cur.hub
@@ -141,7 +171,7 @@ def _block(cur: Any, awaitable: Any, timeout: float | None) -> Any:
             return result
         _mark_handled(d, result)
         raise exception_of(result)
-    waiter = Waiter(hub, cur)
+    waiter = waiter_class(hub, cur)
     d.addBoth(waiter.on_result)
     return _wait(hub, waiter, d, timeout)
 

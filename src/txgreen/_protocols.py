@@ -29,7 +29,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import IntNStringReceiver, LineReceiver
 from twisted.python.failure import Failure
 
-from txgreen._block import as_deferred, block_on
+from txgreen._block import as_deferred, block_on, block_on_promptly
 from txgreen._event import park
 from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Waiter, get_hub
@@ -133,8 +133,9 @@ def connect_protocol(
     current_hub_and_greenlet("connect_protocol()")  # check before starting to connect
     # On a timeout or a kill block_on cancels the Deferred, which cancels the attempt.
     # (own_failure: the error raised here is never an object Twisted shares between
-    # connections, see txgreen._util.)
-    return block_on(ep.connect(factory).addErrback(own_failure), timeout)
+    # connections, see txgreen._util.)  Promptly: this thread returns inside the callback
+    # that connected, so the reactor delivers nothing before the caller's next statement.
+    return block_on_promptly(ep.connect(factory).addErrback(own_failure), timeout)
 
 
 # -- blocking --------------------------------------------------------------------------------------
