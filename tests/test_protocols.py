@@ -743,7 +743,7 @@ def test_connect_protocol_returns_before_the_reactor_delivers_anything() -> None
             d: Deferred[Any] = Deferred()
 
             def connected() -> None:
-                proto.makeConnection(StringTransport())
+                proto.makeConnection(StringTransport())  # type: ignore[no-untyped-call]
                 txgreen.spawn(lambda: None)  # the ready queue is not empty
                 d.callback(proto)
                 proto.dataReceived(b"first\n")
@@ -751,7 +751,8 @@ def test_connect_protocol_returns_before_the_reactor_delivers_anything() -> None
             clock.callLater(0, connected)
             return d
 
-    proto = connect_protocol(Endpoint(), Lines())  # type: ignore[arg-type]
+    endpoint: Any = Endpoint()
+    proto = connect_protocol(endpoint, Lines())
     lines = callback_queue(proto, "lineReceived")
     assert lines.get(timeout=5) == b"first"
     assert proto.received == []
