@@ -7,11 +7,13 @@ the reactor import it when called.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,6 +44,28 @@ def _reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off: only reference counting frees objects."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def freed_without_gc(make: Callable[[], object]) -> bool:
+    """Is the object ``make()`` returns gone as soon as its last reference is dropped, with
+    the cyclic garbage collector off (no cycle keeps it, nothing else refers to it)?"""
+    with no_gc():
+        obj = make()
+        ref = weakref.ref(obj)
+        del obj
+        return ref() is None
 
 
 def later(value: T, seconds: float = 0) -> Deferred[T]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 import txgreen
 import txgreen.stackless as stackless
-from support import Boom, log_events
+from support import Boom, freed_without_gc, log_events, no_gc
 from txgreen.stackless import TaskletExit, channel, tasklet
 
 
@@ -27,27 +25,6 @@ def _reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    """The cyclic garbage collector off: only reference counting frees objects."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def freed_without_gc(make: Callable[[], tasklet]) -> bool:
-    """Is the tasklet ``make()`` returns gone as soon as its last reference is dropped?"""
-    with no_gc():
-        t = make()
-        ref = weakref.ref(t)
-        del t
-        return ref() is None
 
 
 def paused_tasklet(log: list[str]) -> tasklet:
