@@ -48,8 +48,9 @@ import sys
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
+
+from benchutil import versions_line
 
 REACTORS = ("default", "epoll", "poll", "select", "asyncio")
 
@@ -411,19 +412,8 @@ def fmt_ns(ns: float) -> str:
 
 
 def versions(reactor_name: str, reactor: Any) -> list[str]:
-    import greenlet
-    import twisted
-
-    import txgreen
-
-    try:
-        ptw = metadata.version("pytest-twisted")
-    except metadata.PackageNotFoundError:
-        ptw = "not installed"
     return [
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"Twisted {twisted.__version__}, greenlet {greenlet.__version__}, "
-        f"pytest-twisted {ptw}, txgreen {txgreen.__version__}",
+        versions_line("pytest-twisted"),
         f"reactor: {reactor_label(reactor)} (--reactor {reactor_name}); "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
     ]

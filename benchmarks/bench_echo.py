@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchutil import cpu_seconds, stop_server, version
+from benchutil import cpu_seconds, stop_server, versions_line
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = (ROOT / ".." / "shared" / "bench" / "echoload.c").resolve()
@@ -273,11 +273,7 @@ def main() -> int:
     if skip is not None:
         print(skip)
         return 0
-    print(
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"Twisted {version('twisted')}, greenlet {version('greenlet')}, "
-        f"gevent {version('gevent')}, txgreen {version('txgreen')}"
-    )
+    print(versions_line("gevent"))
     print(
         f"Twisted reactor: epoll; client: echoload (C), {MSG_SIZE}-byte ping-pong, "
         f"{seconds:g} s per measurement, median of {rounds} interleaved "

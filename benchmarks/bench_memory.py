@@ -44,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchutil import stop_server, version
+from benchutil import stop_server, versions_line
 
 SERVERS = {
     "green": "a. green (txgreen.listen, recv/write)",
@@ -293,11 +293,7 @@ def main() -> int:
     if fd_limit() < conns + 100:
         print(f"skip: {conns} connections need {conns + 100} open files, the limit is {fd_limit()}")
         return 0
-    print(
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"Twisted {version('twisted')}, greenlet {version('greenlet')}, "
-        f"gevent {version('gevent')}, txgreen {version('txgreen')}"
-    )
+    print(versions_line("gevent"))
     print(
         f"server RSS (/proc/PID/status VmRSS) before and after {conns:,} idle connections "
         f"(one 1-byte echo each), median of {rounds} round{'s' if rounds != 1 else ''}; "

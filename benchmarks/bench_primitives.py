@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from benchutil import versions_line
+
 REACTORS = ("default", "epoll", "poll", "select", "asyncio")
 LOOPS = 10_000
 REPEATS = 5
@@ -377,20 +379,13 @@ def report(
 
 
 def versions(reactor_name: str, reactor: Any, child: dict[str, Any]) -> list[str]:
-    import greenlet
-    import twisted
-
-    import txgreen
-
     cls = type(reactor)
     try:
         gevent_version = metadata.version("gevent")
     except metadata.PackageNotFoundError:  # pragma: no cover - the child would have failed
         gevent_version = child["version"]
     return [
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"Twisted {twisted.__version__}, greenlet {greenlet.__version__}, "
-        f"gevent {gevent_version}, txgreen {txgreen.__version__}",
+        versions_line("gevent", gevent_version),
         f"txgreen reactor: {cls.__module__}.{cls.__qualname__} (--reactor {reactor_name}); "
         f"gevent loop: {child['loop']}; {platform.system()} {platform.machine()}, "
         f"{os.cpu_count()} CPUs",

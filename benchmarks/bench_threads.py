@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from benchutil import version
+from benchutil import versions_line
 
 LOOPS = 5_000
 REPEATS = 7
@@ -213,9 +213,7 @@ def report(results: dict[str, list[float]], loops: int, repeats: int, smoke: boo
     title = "txgreen thread benchmarks"
     lines = [
         title + (" (smoke run: tiny loops, figures are rough)" if smoke else ""),
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"Twisted {version('twisted')}, greenlet {version('greenlet')}, "
-        f"crochet {version('crochet')}, txgreen {version('txgreen')}",
+        versions_line("crochet"),
         f"reactor: {cls.__module__}.{cls.__qualname__}; {platform.system()} "
         f"{platform.machine()}, {os.cpu_count()} CPUs",
         f"loops: {loops} calls per loop, {repeats} repeats; median per call (best loop)",

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchutil import cpu_seconds, stop_server, version
+from benchutil import cpu_seconds, stop_server, versions_line
 
 WAIT = 0.05
 CONNS = (1, 100)
@@ -290,10 +290,8 @@ def main() -> int:
         title += " (smoke run: 0.5 s per measurement, figures are rough)"
     print(title)
     print(
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"Twisted {version('twisted')}, greenlet {version('greenlet')}, "
-        f"gevent {version('gevent')}, txgreen {version('txgreen')}; "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+        f"{versions_line('gevent')}; {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
     )
     print(
         f"client: asyncio, keep-alive GETs, {seconds:g} s per measurement, median of {rounds} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from importlib import metadata
 
@@ -13,6 +14,18 @@ def version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def versions_line(peer: str, peer_version: str | None = None) -> str:
+    """The report's versions line: Python, Twisted, greenlet, ``peer`` (its installed version
+    unless ``peer_version`` is given, e.g. one reported by a child process), txgreen."""
+    if peer_version is None:
+        peer_version = version(peer)
+    return (
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"Twisted {version('twisted')}, greenlet {version('greenlet')}, "
+        f"{peer} {peer_version}, txgreen {version('txgreen')}"
+    )
 
 
 def cpu_seconds(pid: int) -> float | None:
