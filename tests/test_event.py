@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import weakref
 from typing import Any
 
 import pytest
@@ -13,7 +11,7 @@ from twisted.python.failure import Failure
 
 import txgreen
 from primitives_support import all_of, assert_in_hub, settle, then_in_hub
-from support import Boom
+from support import Boom, freed_without_gc
 from txgreen import GreenletExit
 from txgreen._event import AsyncResult, Event
 
@@ -391,9 +389,4 @@ def test_async_result_in_the_hub() -> Deferred[Any]:
 @pytest.mark.parametrize("cls", [Event, AsyncResult])
 def test_event_and_async_result_accept_weak_references(cls: type[Any]) -> None:
     # gevent's test__event.py test_weakref; threading.Event allows them too
-    obj = cls()
-    ref = weakref.ref(obj)
-    assert ref() is obj
-    del obj
-    gc.collect()
-    assert ref() is None
+    assert freed_without_gc(cls)  # weakref.ref() works, and nothing keeps it

@@ -3,8 +3,6 @@ timeouts, kills, the hub and misuse."""
 
 from __future__ import annotations
 
-import gc
-import weakref
 from typing import Any
 
 import pytest
@@ -12,7 +10,7 @@ from twisted.internet.defer import Deferred
 
 import txgreen
 from primitives_support import all_of, assert_in_hub, settle, then_in_hub
-from support import Boom
+from support import Boom, freed_without_gc
 from txgreen import GreenletExit, GreenThread
 from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
 
@@ -498,9 +496,4 @@ def test_release_skips_a_waiter_killed_but_not_yet_run(kind: str) -> None:
 @pytest.mark.parametrize("cls", [Lock, RLock, Semaphore, BoundedSemaphore])
 def test_locks_and_semaphores_accept_weak_references(cls: type[Any]) -> None:
     # gevent's test__semaphore.py test_semaphore_weakref; threading's locks allow them too
-    obj = cls()
-    ref = weakref.ref(obj)
-    assert ref() is obj
-    del obj
-    gc.collect()
-    assert ref() is None
+    assert freed_without_gc(cls)  # weakref.ref() works, and nothing keeps it
