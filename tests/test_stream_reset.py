@@ -108,6 +108,36 @@ def test_two_resets_raise_distinct_errors_whose_tracebacks_do_not_grow() -> None
     assert exception_state(shared) == before  # Twisted's objects were neither raised nor changed
 
 
+def test_a_reset_that_a_write_through_meets_first_is_still_reported_as_lost() -> None:
+    # Stream.write sends straight to the socket when Twisted has nothing queued.  If the peer
+    # has reset the connection, that send() gets the reset (and clears the socket's error), so
+    # Twisted then reads a plain end of file: the reader must still see the connection lost,
+    # not a clean close.
+    reset = txgreen.Event()
+    outcome: list[object] = []
+
+    def handler(stream: Stream) -> None:
+        transport = stream.transport
+        transport.pauseProducing()  # Twisted must not read the reset before our write does
+        reset.wait(timeout=5)
+        txgreen.sleep(0.05)  # the RST has arrived
+        with contextlib.suppress(StreamClosed):  # (if the reset was seen first after all)
+            stream.write(b"reply")
+        transport.resumeProducing()
+        try:
+            outcome.append(stream.read())
+        except ConnectionLost as e:
+            outcome.append(e)
+
+    with listen(LOCAL, handler) as listener:
+        txgreen.call_in_thread(reset_once, listener.port, b"", False)
+        reset.set()
+        assert listener.join(timeout=5)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], ConnectionLost), outcome
+    assert "lost in a non-clean fashion" in str(outcome[0])
+
+
 def test_write_after_a_reset_raises_a_fresh_stream_closed_each_time() -> None:
     shared = shared_by_twisted()
     before = exception_state(shared)

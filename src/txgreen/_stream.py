@@ -23,6 +23,7 @@ opens a client connection.  Both accept Twisted endpoint description strings or 
 from __future__ import annotations
 
 import contextlib
+import errno
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -34,7 +35,12 @@ from greenlet import greenlet as _greenlet
 from twisted.internet import abstract
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import clientFromString, serverFromString
-from twisted.internet.error import ConnectionAborted, ConnectionClosed, ConnectionDone
+from twisted.internet.error import (
+    ConnectionAborted,
+    ConnectionClosed,
+    ConnectionDone,
+    ConnectionLost,
+)
 from twisted.internet.interfaces import (
     IAddress,
     IHalfCloseableDescriptor,
@@ -136,6 +142,10 @@ def _connection_error(reason: Failure) -> BaseException:
         return StreamClosed(f"the connection was lost ({reason.getErrorMessage()})")
 
 
+# send() errors that only mean "not now": the data then goes through transport.write().
+_SEND_RETRY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ENOBUFS})
+
+
 def _direct_send_types() -> tuple[type, ...]:
     from twisted.internet import tcp, unix
 
@@ -221,6 +231,8 @@ class _StreamProtocol(Protocol):
     def readConnectionLost(self) -> None:
         s = self.stream
         s._eof = True
+        if s._send_error is not None and not s._closed:
+            s._error = s._send_lost()  # that "end of file" was a reset our send() met first
         s._wake_reader()
 
     def writeConnectionLost(self) -> None:
@@ -279,6 +291,10 @@ class Stream:
     timeout: float | None
     high_water: int
     low_water: int
+    # The error of a write-through send() that failed (a reset, a broken pipe): set on the
+    # instance only when one happens.  The send consumed the socket's pending error, so the
+    # transport may then see a clean end of file; _on_lost reports the connection as lost.
+    _send_error: OSError | None = None
 
     def __init__(self, protocol: _StreamProtocol) -> None:
         self._protocol = protocol
@@ -371,6 +387,10 @@ class Stream:
         # ``reason`` may be an object Twisted hands to every connection lost the same way
         # (see txgreen._util): it is kept only to be read, never raised nor changed.
         self._lost = True
+        if self._send_error is not None and reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
+            # Our write-through send() took the socket's error (a reset) before Twisted could
+            # see it: the connection did not end cleanly, whatever the transport saw since.
+            reason = failure_of(self._send_lost())
         self._lost_reason = reason
         if not self._eof:
             self._eof = True
@@ -382,6 +402,11 @@ class Stream:
         for waiters in (self._lost_waiters, self._secure_waiters):
             while waiters:
                 waiters.popleft().resume_later(None)
+
+    def _send_lost(self) -> ConnectionLost:
+        """The error for a connection whose reset our write-through send() met first."""
+        e = self._send_error
+        return ConnectionLost(e.strerror if e is not None and e.strerror else "send() failed")
 
     def _closed_error(self, what: str) -> StreamClosed:
         if self._closed:
@@ -623,8 +648,10 @@ class Stream:
             # any error, goes through transport.write() and Twisted's normal paths.
             try:
                 sent = t.socket.send(data)
-            except OSError:
+            except OSError as e:
                 sent = 0
+                if e.errno not in _SEND_RETRY:
+                    self._send_error = e
             if sent:
                 data = data[sent:]
         if data:
