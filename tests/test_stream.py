@@ -300,7 +300,7 @@ def test_write_timeout_when_the_peer_does_not_read() -> None:
     with listen(LOCAL, handler) as listener, connect(client_of(listener)) as s:
         _small_buffers(s, socket.SO_RCVBUF)
         done.wait()
-        assert [type(e) for e in outcome] == [txgreen.Timeout]
+        assert [type(e) for e in outcome] == [txgreen.StreamTimeout]
         assert str(outcome[0]) == "timed out after 0.2 seconds"
         s.abort(wait=True)
 

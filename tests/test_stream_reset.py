@@ -374,3 +374,46 @@ def test_soak_thousands_of_resets_keep_greenlets_tracebacks_log_and_rss_flat(cat
         assert log.errors == 0
         assert log.events - base_events >= 0.7 * ROUNDS * PER_ROUND
     assert exception_state(shared) == before
+
+
+def test_a_handler_ended_by_its_stream_timeout_is_logged_in_one_info_line() -> None:
+    # A client that connects and goes quiet: the handler's read hits the stream's own timeout.
+    def handler(stream: Stream) -> None:
+        stream.timeout = 0.05
+        stream.read(1)
+
+    def idle(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as s, contextlib.suppress(OSError):
+            s.settimeout(5)
+            s.recv(10)  # until the server aborts
+
+    with log_events(is_stream_log) as events, listen(LOCAL, handler) as listener:
+        txgreen.call_in_thread(idle, listener.port)
+        assert listener.join(timeout=5)
+    assert len(events) == 1
+    event = events[0]
+    assert event["log_level"] == LogLevel.info
+    assert "log_failure" not in event
+    text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+    assert "\n" not in text
+    assert "ended with StreamTimeout: " in text
+
+
+def test_stream_timeout_is_a_timeout_and_only_the_streams_own() -> None:
+    def handler(stream: Stream) -> None:
+        stream.read()
+
+    with (
+        listen(LOCAL, handler) as listener,
+        txgreen.connect(f"tcp:127.0.0.1:{listener.port}", timeout=5) as client,
+    ):
+        client.timeout = 0.01
+        with pytest.raises(txgreen.StreamTimeout) as info:
+            client.read(1)
+        assert isinstance(info.value, txgreen.Timeout)
+        assert isinstance(info.value, TimeoutError)
+        client.timeout = None
+        with pytest.raises(txgreen.Timeout) as outer, txgreen.Timeout(0.01):
+            client.read(1)
+        assert type(outer.value) is txgreen.Timeout  # an enclosing block raises its own
+        client.write_eof()

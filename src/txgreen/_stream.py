@@ -73,6 +73,7 @@ __all__ = [
     "Stream",
     "StreamClosed",
     "StreamError",
+    "StreamTimeout",
     "connect",
     "listen",
     "serve",
@@ -116,6 +117,16 @@ class LineTooLong(StreamError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"no line separator within the limit of {limit} bytes")
         self.limit = limit
+
+
+class StreamTimeout(Timeout):
+    """A read or write waited longer than the stream's own ``timeout``.
+
+    A :class:`txgreen.Timeout` (so ``except txgreen.Timeout`` and ``except TimeoutError`` catch
+    it), raised by the stream's deadline only: an enclosing ``with txgreen.Timeout(...)`` raises
+    its own instance.  A ``listen`` handler that ends with it is logged as a peer error (a
+    client that went quiet), in one line without a traceback.
+    """
 
 
 class ConcurrentReadError(StreamError):
@@ -368,7 +379,7 @@ class Stream:
         if deadline is None:
             return hub.wait(waiter)
         remaining = deadline - hub.reactor.seconds()
-        return hub.wait(waiter, max(remaining, 0.0), Timeout(self.timeout))
+        return hub.wait(waiter, max(remaining, 0.0), StreamTimeout(self.timeout))
 
     def _wake_reader(self) -> None:
         reader = self._reader
@@ -830,6 +841,7 @@ _PEER_ERRORS: tuple[type[BaseException], ...] = (
     StreamClosed,
     LineTooLong,
     IncompleteReadError,
+    StreamTimeout,  # the stream's own deadline: a peer that went quiet
     ConnectionClosed,  # Twisted's ConnectionLost, ConnectionDone, ConnectionAborted, ...
     ConnectionError,  # ConnectionResetError, BrokenPipeError, ...
 )
