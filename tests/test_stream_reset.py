@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 import txgreen
 from support import exception_state, later, log_events, shared_by_twisted, tb_frames
-from txgreen._stream import LineTooLong, Listener, Stream, StreamClosed, listen
+from txgreen._stream import LineTooLong, Listener, Stream, StreamClosed, StreamTimeout, listen
 
 LOCAL = "tcp:0:interface=127.0.0.1"
 _LINGER_0 = struct.pack("ii", 1, 0)
@@ -197,9 +197,11 @@ def test_block_on_raises_a_copy_of_a_connection_error_twisted_may_share(where: s
 # -- what is logged --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["reset", "line too long"])
+@pytest.mark.parametrize("kind", ["reset", "line too long", "idle"])
 def test_a_handler_ended_by_the_peer_is_logged_in_one_info_line(kind: str) -> None:
     def handler(stream: Stream) -> None:
+        if kind == "idle":  # a client that connects and goes quiet: the stream's own deadline
+            stream.timeout = 0.05
         while line := stream.readline(limit=64):  # neither catches what the peer causes
             stream.write(line)
 
@@ -209,9 +211,16 @@ def test_a_handler_ended_by_the_peer_is_logged_in_one_info_line(kind: str) -> No
             with contextlib.suppress(ConnectionResetError):  # the server aborts
                 s.recv(10)
 
+    def idle(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as s, contextlib.suppress(OSError):
+            s.settimeout(5)
+            s.recv(10)  # until the server aborts
+
     with log_events(is_stream_log) as events, listen(LOCAL, handler) as listener:
         if kind == "reset":
             txgreen.call_in_thread(reset_once, listener.port, b"ping\n", True)
+        elif kind == "idle":
+            txgreen.call_in_thread(idle, listener.port)
         else:
             txgreen.call_in_thread(line_too_long, listener.port)
         assert listener.join(timeout=5)
@@ -222,7 +231,7 @@ def test_a_handler_ended_by_the_peer_is_logged_in_one_info_line(kind: str) -> No
     text = eventAsText(event, includeTimestamp=False, includeSystem=False)
     assert "\n" not in text
     assert len(text) < 250 + len(repr(handler)), text
-    error = LineTooLong if kind == "line too long" else ConnectionLost
+    error = {"reset": ConnectionLost, "line too long": LineTooLong, "idle": StreamTimeout}[kind]
     assert f"ended with {error.__name__}: " in text
     assert f"port={event['peer'].port}" in text
     assert not any(isinstance(v, BaseException) for v in event.values())
@@ -374,29 +383,6 @@ def test_soak_thousands_of_resets_keep_greenlets_tracebacks_log_and_rss_flat(cat
         assert log.errors == 0
         assert log.events - base_events >= 0.7 * ROUNDS * PER_ROUND
     assert exception_state(shared) == before
-
-
-def test_a_handler_ended_by_its_stream_timeout_is_logged_in_one_info_line() -> None:
-    # A client that connects and goes quiet: the handler's read hits the stream's own timeout.
-    def handler(stream: Stream) -> None:
-        stream.timeout = 0.05
-        stream.read(1)
-
-    def idle(port: int) -> None:
-        with socket.create_connection(("127.0.0.1", port)) as s, contextlib.suppress(OSError):
-            s.settimeout(5)
-            s.recv(10)  # until the server aborts
-
-    with log_events(is_stream_log) as events, listen(LOCAL, handler) as listener:
-        txgreen.call_in_thread(idle, listener.port)
-        assert listener.join(timeout=5)
-    assert len(events) == 1
-    event = events[0]
-    assert event["log_level"] == LogLevel.info
-    assert "log_failure" not in event
-    text = eventAsText(event, includeTimestamp=False, includeSystem=False)
-    assert "\n" not in text
-    assert "ended with StreamTimeout: " in text
 
 
 def test_stream_timeout_is_a_timeout_and_only_the_streams_own() -> None:
