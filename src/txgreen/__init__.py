@@ -70,6 +70,7 @@ from txgreen._threads import (
 from txgreen._timeout import Timeout
 from txgreen.errors import (
     BlockingInHubError,
+    ConcurrentWaitError,
     NotInReactorThreadError,
     ReactorStopped,
     TestDeadlineExceeded,
@@ -79,6 +80,11 @@ from txgreen.errors import (
 
 if TYPE_CHECKING:
     from txgreen._wsgi import WSGIResource, serve_wsgi
+else:
+    # ``txgreen.green`` is both the @green decorator and the green standard library package
+    # (txgreen/green/): the package is callable as the decorator.  Bound here for good, so
+    # that importing one of its modules later (which sets the attribute) changes nothing.
+    from txgreen import green
 
 # Imported on first use: the WSGI container pulls in twisted.web, which most programs never need.
 _LAZY = {"WSGIResource": "txgreen._wsgi", "serve_wsgi": "txgreen._wsgi"}
@@ -106,6 +112,7 @@ __all__ = [
     "Channel",
     "ChannelClosed",
     "ConcurrentReadError",
+    "ConcurrentWaitError",
     "DaemonThreadPool",
     "Empty",
     "Event",

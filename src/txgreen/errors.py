@@ -12,6 +12,7 @@ from greenlet import GreenletExit
 
 __all__ = [
     "BlockingInHubError",
+    "ConcurrentWaitError",
     "GreenletExit",
     "NotInReactorThreadError",
     "ReactorStopped",
@@ -41,6 +42,16 @@ class BlockingInHubError(TxgreenError):
             "or decorate the callback with @txgreen.green so it returns a Deferred. "
             "In tests, mark the test @pytest.mark.green (or set txgreen_mode = auto)."
         )
+
+
+class ConcurrentWaitError(TxgreenError):
+    """Two green threads waited for the same direction (read or write) on one file descriptor.
+
+    A socket of ``txgreen.green.socket`` (and anything else built on its fd registry) serves one
+    reader and one writer at a time: with two readers, which one gets the next bytes would be a
+    matter of chance.  Give each socket one reading green thread (and at most one writing one),
+    or serialise the calls with a ``txgreen.Lock``.
+    """
 
 
 class ReactorStopped(TxgreenError):

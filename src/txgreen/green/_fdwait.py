@@ -1,0 +1,229 @@
+"""The fd registry and the readiness wait shared by the green modules (socket today).
+
+A green thread that needs a file descriptor to become readable or writable parks with
+:func:`wait_readable` / :func:`wait_writable`.  The reactor learns about the fd through
+**one** descriptor object per fd, a :class:`_FdWatch`, which is both Twisted's
+``IReadDescriptor`` and ``IWriteDescriptor``: the epoll, poll and asyncio reactors key readers
+and writers by fd number, so a second object for the same fd would silently replace the first
+(and its waiter would never wake).
+
+A watch is registered with the reactor (``addReader``/``addWriter``) only while a green thread
+waits for that direction, and taken off as soon as nobody does; a watch nobody waits on at all is
+dropped from the registry.  So nothing is left in the reactor between waits, and a recycled fd
+number starts from a clean slate.  :func:`notify_close` (called by the socket before it closes
+its fd) takes the watch off the reactor and wakes its waiters with ``OSError(EBADF)``.
+
+Each direction has one waiter at a time: a second green thread waiting to read (or to write)
+the same fd gets :class:`~txgreen.errors.ConcurrentWaitError`.
+
+Everything here runs in the reactor's thread (green threads and the hub); callers outside it
+never get here (they block in the OS instead, see :func:`blocking_wait`).
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import time
+from typing import Any
+
+from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
+from twisted.python.failure import Failure
+from zope.interface import implementer  # type: ignore[import-untyped]
+
+from txgreen._hub import TIMED_OUT, Hub, Waiter, wait_timed
+from txgreen.errors import ConcurrentWaitError
+
+__all__ = [
+    "blocking_wait",
+    "is_watched",
+    "notify_close",
+    "wait_readable",
+    "wait_writable",
+    "watched_fds",
+]
+
+# fd -> its watch, for the fds some green thread is waiting on (in the reactor's thread only).
+_watches: dict[int, _FdWatch] = {}
+
+
+def _closed_error(fd: int) -> OSError:
+    return OSError(errno.EBADF, f"file descriptor {fd} was closed while waiting for it")
+
+
+@implementer(IReadDescriptor, IWriteDescriptor)
+class _FdWatch:
+    """The reactor's view of one fd: at most one reading and one writing waiter."""
+
+    __slots__ = ("fd", "reactor", "reader", "reading", "writer", "writing")
+
+    def __init__(self, fd: int, reactor: Any) -> None:
+        self.fd = fd
+        self.reactor = reactor
+        self.reader: Waiter | None = None
+        self.writer: Waiter | None = None
+        self.reading = False  # registered with reactor.addReader
+        self.writing = False  # registered with reactor.addWriter
+
+    def __repr__(self) -> str:
+        return f"<txgreen fd watch {self.fd} reader={self.reader!r} writer={self.writer!r}>"
+
+    # -- Twisted's descriptor interface -------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The watched fd (fixed for the watch's life: it is unregistered before any close)."""
+        return self.fd
+
+    def logPrefix(self) -> str:
+        """What Twisted's log calls this descriptor."""
+        return "txgreen-fd"
+
+    def doRead(self) -> None:
+        """The fd is readable: wake the reading green thread (it retries its syscall)."""
+        waiter, self.reader = self.reader, None
+        self.update()
+        if waiter is not None:
+            waiter.resume()
+
+    def doWrite(self) -> None:
+        """The fd is writable: wake the writing green thread."""
+        waiter, self.writer = self.writer, None
+        self.update()
+        if waiter is not None:
+            waiter.resume()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The reactor dropped the fd (hang-up, error, bad fd): wake both waiters to retry.
+
+        The syscall they retry reports the real error (a reset, EPIPE, EBADF), with the
+        stdlib's exception for it.  The reactor has already taken the fd off its sets.
+        """
+        self.reading = self.writing = False
+        reader, writer = self.reader, self.writer
+        self.reader = self.writer = None
+        self.update()
+        if reader is not None:
+            reader.resume_later()
+        if writer is not None:
+            writer.resume_later()
+
+    # -- registration -------------------------------------------------------------------------
+
+    def update(self) -> None:
+        """Make the reactor's registration match the waiters; drop a watch nobody waits on."""
+        reactor = self.reactor
+        if self.reader is None:
+            if self.reading:
+                self.reading = False
+                reactor.removeReader(self)
+        elif not self.reading:
+            self.reading = True
+            reactor.addReader(self)
+        if self.writer is None:
+            if self.writing:
+                self.writing = False
+                reactor.removeWriter(self)
+        elif not self.writing:
+            self.writing = True
+            reactor.addWriter(self)
+        if self.reader is None and self.writer is None and _watches.get(self.fd) is self:
+            del _watches[self.fd]
+
+
+def _wait(hub: Hub, greenlet: Any, fd: int, write: bool, timeout: float | None) -> bool:
+    watch = _watches.get(fd)
+    if watch is None:
+        watch = _watches[fd] = _FdWatch(fd, hub.reactor)
+    current = watch.writer if write else watch.reader
+    if current is not None and current.active:
+        direction = "write to" if write else "read from"
+        raise ConcurrentWaitError(
+            f"two green threads tried to {direction} fd {fd} at once ({current.greenlet!r} "
+            f"already waits); a socket serves one reading and one writing green thread at a "
+            "time: give it a single reader (and writer), or serialise the calls with a "
+            "txgreen.Lock"
+        )
+    waiter = Waiter(hub, greenlet)
+    if write:
+        watch.writer = waiter
+    else:
+        watch.reader = waiter
+    try:
+        watch.update()
+        return wait_timed(waiter, timeout) is not TIMED_OUT
+    finally:
+        # A timeout, a kill or the shutdown ended the wait: stop watching for this waiter.
+        if write:
+            if watch.writer is waiter:
+                watch.writer = None
+                watch.update()
+        elif watch.reader is waiter:
+            watch.reader = None
+            watch.update()
+
+
+def wait_readable(hub: Hub, greenlet: Any, fd: int, timeout: float | None = None) -> bool:
+    """Park ``greenlet`` until ``fd`` is readable; False if ``timeout`` seconds passed first.
+
+    Raises ``OSError(EBADF)`` if the fd is closed (through :func:`notify_close`) meanwhile, and
+    :class:`~txgreen.errors.ConcurrentWaitError` if another green thread already waits to read
+    it.  A kill, an enclosing ``txgreen.Timeout`` or the reactor's shutdown raise as usual.
+    """
+    return _wait(hub, greenlet, fd, False, timeout)
+
+
+def wait_writable(hub: Hub, greenlet: Any, fd: int, timeout: float | None = None) -> bool:
+    """Park ``greenlet`` until ``fd`` is writable; False on timeout (see :func:`wait_readable`)."""
+    return _wait(hub, greenlet, fd, True, timeout)
+
+
+def notify_close(fd: int) -> None:
+    """``fd`` is about to be closed (or detached): unregister it, wake its waiters with EBADF.
+
+    Call it from the reactor's thread before the fd is closed, so that the reactor never polls a
+    closed (or recycled) fd number.
+    """
+    watch = _watches.pop(fd, None)
+    if watch is None:
+        return
+    reader, writer = watch.reader, watch.writer
+    watch.reader = watch.writer = None
+    watch.update()
+    for waiter in (reader, writer):
+        if waiter is not None:
+            waiter.resume_later(None, _closed_error(fd))
+
+
+def is_watched(fd: int) -> bool:
+    """Does some green thread wait on ``fd`` (is it in the registry)?"""
+    return fd in _watches
+
+
+def watched_fds() -> dict[int, tuple[bool, bool]]:
+    """fd -> (someone waits to read, someone waits to write), for tests and debugging."""
+    return {fd: (w.reader is not None, w.writer is not None) for fd, w in _watches.items()}
+
+
+def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
+    """Wait in the OS (no green switch) until ``fd`` is ready; False if ``timeout`` passed.
+
+    What calls made outside a green thread use (another OS thread, or the hub itself): they
+    behave like the stdlib's blocking calls.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT if write else select.POLLIN)
+        while True:
+            ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if poller.poll(ms):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+    while True:  # pragma: no cover - platforms without poll()
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        r, w, _ = select.select([] if write else [fd], [fd] if write else [], [], left)
+        if r or w:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False

@@ -1,0 +1,524 @@
+"""A cooperative ``socket`` module: the stdlib's surface, waiting on the reactor.
+
+:class:`socket` is a subclass of the stdlib's ``socket.socket`` whose OS socket is always
+non-blocking underneath.  Every call first tries the system call; when it would block, a green
+thread parks on the reactor until the fd is ready (``txgreen.green._fdwait``) and tries again,
+so only that green thread waits.  Timeouts (``settimeout``, ``setdefaulttimeout``) and
+non-blocking mode keep the stdlib's meaning and exceptions: ``TimeoutError("timed out")`` (the
+stdlib's ``socket.timeout``) and ``BlockingIOError``.
+
+A call made outside a green thread (in another OS thread, or in the hub itself: a reactor
+callback) never parks: it waits in the OS exactly as the stdlib's blocking call does.
+
+The name service functions (``getaddrinfo``, ``gethostbyname``, ...) run the system resolver in
+a small thread pool of their own (not the reactor's); numeric addresses are answered at once.
+
+Every other name of the stdlib's ``socket`` module is re-exported unchanged.
+"""
+
+from __future__ import annotations
+
+import builtins as _builtins
+import errno as _errno
+import os as _os
+import socket as _std
+import threading as _threading
+from collections.abc import Callable, Iterable
+from socket import *  # noqa: F403 - the stdlib's whole surface, re-exported
+from time import monotonic as _monotonic
+from typing import Any, TypeVar
+
+from greenlet import getcurrent as _getcurrent
+from twisted.python import threadable as _threadable
+
+from txgreen._greenthread import GreenThread as _GreenThread
+from txgreen._hub import Hub as _Hub
+from txgreen._hub import get_hub as _get_hub
+from txgreen._threads import DaemonThreadPool as _DaemonThreadPool
+from txgreen._threads import call_in_thread as _call_in_thread
+from txgreen.errors import BlockingInHubError as _BlockingInHubError
+from txgreen.green import _fdwait
+
+_T = TypeVar("_T")
+
+# The names defined here over the stdlib's.
+_GREEN_NAMES = [
+    "SocketType",
+    "create_connection",
+    "create_server",
+    "fromfd",
+    "getaddrinfo",
+    "gethostbyaddr",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "getnameinfo",
+    "socket",
+    "socketpair",
+]
+__all__ = sorted(set(_std.__all__) | set(_GREEN_NAMES))
+
+_StdSocket = _std.socket
+
+# -- where the caller runs ----------------------------------------------------------------------
+
+
+def _green_caller() -> tuple[_Hub, Any] | None:
+    """(hub, greenlet) when the caller may park on the reactor; None when it must block."""
+    cur = _getcurrent()
+    if type(cur) is _GreenThread:
+        return cur.hub, cur
+    hub = _get_hub()
+    ident = hub.thread_ident
+    if ident is None:
+        ident = _threadable.ioThread
+        if ident is None:
+            ident = _threading.main_thread().ident
+    if ident != _threading.get_ident():
+        return None  # another OS thread: behave like the stdlib's blocking call
+    try:
+        if not hub.check_can_block(cur, "a green socket call"):
+            return None
+    except _BlockingInHubError:
+        return None  # the hub itself (a reactor callback): block like the stdlib
+    return hub, cur
+
+
+def _wait(fd: int, write: bool, timeout: float | None) -> bool:
+    """Wait until ``fd`` is ready for reading (or writing); False if ``timeout`` passed."""
+    caller = _green_caller()
+    if caller is None:
+        return _fdwait.blocking_wait(fd, write, timeout)
+    hub, greenlet = caller
+    if write:
+        return _fdwait.wait_writable(hub, greenlet, fd, timeout)
+    return _fdwait.wait_readable(hub, greenlet, fd, timeout)
+
+
+def _timed_out() -> TimeoutError:
+    return TimeoutError("timed out")
+
+
+def _notify_close(fd: int) -> None:
+    """Unregister ``fd`` from the reactor (waking its waiters) before it is closed."""
+    if not _fdwait.is_watched(fd):
+        return
+    hub = _get_hub()
+    if hub.thread_ident in (None, _threading.get_ident()):
+        _fdwait.notify_close(fd)
+    else:
+        # Closed from another OS thread while a green thread waits on it: the registry
+        # belongs to the reactor's thread.
+        from twisted.internet.threads import blockingCallFromThread
+
+        blockingCallFromThread(hub.reactor, _fdwait.notify_close, fd)
+
+
+# -- the socket class ---------------------------------------------------------------------------
+
+
+class socket(_StdSocket):  # type: ignore[no-redef]
+    """The stdlib's ``socket.socket``, cooperative: a call that would block parks only the
+    calling green thread (see the module's docstring); the same arguments, methods and
+    exceptions as the stdlib's.
+    """
+
+    def __init__(
+        self,
+        family: int = -1,
+        type: int = -1,
+        proto: int = -1,
+        fileno: int | None = None,
+    ) -> None:
+        super().__init__(family, type, proto, fileno)
+        # The timeout the user sees; the OS socket itself is always non-blocking.
+        self._green_timeout: float | None = _std.getdefaulttimeout()
+        _StdSocket.settimeout(self, 0.0)
+
+    # -- timeouts -------------------------------------------------------------------------------
+
+    def settimeout(self, value: float | None, /) -> None:
+        """Set the timeout of blocking calls (None: block, 0.0: non-blocking), as the stdlib's."""
+        _StdSocket.settimeout(self, value)  # the stdlib's checks and errors
+        self._green_timeout = _StdSocket.gettimeout(self)
+        _StdSocket.settimeout(self, 0.0)
+
+    def gettimeout(self) -> float | None:
+        """The timeout of blocking calls: None (block), 0.0 (non-blocking) or seconds."""
+        return self._green_timeout
+
+    def setblocking(self, flag: bool, /) -> None:
+        """``setblocking(flag)`` is ``settimeout(None if flag else 0.0)``, as the stdlib's."""
+        self.settimeout(None if flag else 0.0)
+
+    def getblocking(self) -> bool:
+        """False in non-blocking mode (timeout 0.0), else True, as the stdlib's."""
+        return self._green_timeout != 0.0
+
+    # -- the one retry loop ---------------------------------------------------------------------
+
+    def _io(
+        self,
+        write: bool,
+        fn: Callable[..., _T],
+        *args: Any,
+        deadline: float | None = None,
+    ) -> _T:
+        """``fn(*args)``, waiting for readiness and retrying while it would block."""
+        timeout = self._green_timeout
+        if timeout == 0.0:
+            return fn(*args)  # non-blocking: the syscall's BlockingIOError as it is
+        while True:
+            try:
+                return fn(*args)
+            except BlockingIOError:
+                pass
+            left = None
+            if timeout is not None:
+                if deadline is None:
+                    deadline = _monotonic() + timeout
+                left = deadline - _monotonic()
+                if left <= 0:
+                    raise _timed_out() from None
+            if not _wait(_StdSocket.fileno(self), write, left):
+                raise _timed_out()
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    def _resolve_address(self, address: Any) -> Any:
+        """An IP address for ``(host, port, ...)`` with a host name (resolved cooperatively)."""
+        if (
+            self.family in (_std.AF_INET, _std.AF_INET6)
+            and isinstance(address, tuple)
+            and len(address) >= 2
+            and isinstance(address[0], str)
+            and not _is_numeric_host(address[0])
+        ):
+            infos = getaddrinfo(address[0], address[1], self.family, self.type, self.proto)
+            sockaddr = infos[0][4]
+            return (sockaddr[0], *address[1:])
+        return address
+
+    def connect(self, address: Any, /) -> None:
+        """Connect to ``address``; only the calling green thread waits (timeouts as the stdlib)."""
+        address = self._resolve_address(address)
+        if self._green_timeout == 0.0:
+            _StdSocket.connect(self, address)
+            return
+        deadline = None if self._green_timeout is None else _monotonic() + self._green_timeout
+        while True:
+            try:
+                _StdSocket.connect(self, address)
+                return
+            except BlockingIOError as e:
+                if e.errno == _errno.EAGAIN and self.family == getattr(_std, "AF_UNIX", None):
+                    # A full UNIX listen queue: wait and try the connect again.
+                    self._wait_connect(deadline)
+                    continue
+            except InterruptedError:  # pragma: no cover - the C call retries EINTR itself
+                continue
+            # In progress: wait until the fd is writable, then read the outcome.
+            self._wait_connect(deadline)
+            err = self.getsockopt(_std.SOL_SOCKET, _std.SO_ERROR)
+            if err:
+                raise OSError(err, _os.strerror(err))
+            return
+
+    def _wait_connect(self, deadline: float | None) -> None:
+        left = None if deadline is None else deadline - _monotonic()
+        if (left is not None and left <= 0) or not _wait(_StdSocket.fileno(self), True, left):
+            raise _timed_out()
+
+    def connect_ex(self, address: Any, /) -> int:
+        """Like :meth:`connect`, returning an errno (0 on success) instead of raising OSError."""
+        try:
+            self.connect(address)
+        except _std.gaierror:
+            raise
+        except TimeoutError as e:
+            return e.errno or _errno.EWOULDBLOCK
+        except OSError as e:
+            if e.errno is None:
+                raise
+            return e.errno
+        return 0
+
+    def accept(self) -> tuple[socket, Any]:
+        """Wait for a connection: ``(new green socket, address)``, as the stdlib's."""
+        fd, addr = self._io(False, self._accept)  # type: ignore[attr-defined]
+        sock = socket(self.family, self.type, self.proto, fileno=fd)
+        if _std.getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)  # the stdlib's rule for accepted sockets
+        return sock, addr
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        """Receive up to ``bufsize`` bytes (b"" at end of stream)."""
+        return self._io(False, _StdSocket.recv, self, bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive into ``buffer``; the number of bytes received."""
+        return self._io(False, _StdSocket.recv_into, self, buffer, nbytes, flags)
+
+    def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
+        """Receive up to ``bufsize`` bytes: ``(data, sender's address)``."""
+        return self._io(False, _StdSocket.recvfrom, self, bufsize, flags)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        """Receive into ``buffer``: ``(number of bytes, sender's address)``."""
+        return self._io(False, _StdSocket.recvfrom_into, self, buffer, nbytes, flags)
+
+    if hasattr(_StdSocket, "recvmsg"):
+
+        def recvmsg(
+            self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
+        ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+            """Receive normal and ancillary data, as the stdlib's ``recvmsg``."""
+            return self._io(False, _StdSocket.recvmsg, self, bufsize, ancbufsize, flags)
+
+        def recvmsg_into(
+            self, buffers: Iterable[Any], ancbufsize: int = 0, flags: int = 0, /
+        ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+            """Receive into ``buffers``, as the stdlib's ``recvmsg_into``."""
+            buffers = list(buffers)
+            return self._io(False, _StdSocket.recvmsg_into, self, buffers, ancbufsize, flags)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, data: Any, flags: int = 0, /) -> int:
+        """Send some of ``data``; the number of bytes sent."""
+        return self._io(True, _StdSocket.send, self, data, flags)
+
+    def sendall(self, data: Any, flags: int = 0, /) -> None:
+        """Send all of ``data``; the timeout bounds the whole call, as the stdlib's."""
+        view = memoryview(data).cast("B")
+        timeout = self._green_timeout
+        deadline = None if not timeout else _monotonic() + timeout
+        sent = 0
+        total = len(view)
+        while sent < total:
+            sent += self._io(True, _StdSocket.send, self, view[sent:], flags, deadline=deadline)
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        """``sendto(data[, flags], address)``: send a datagram; the number of bytes sent."""
+        return self._io(True, _StdSocket.sendto, self, data, *args)
+
+    if hasattr(_StdSocket, "sendmsg"):
+
+        def sendmsg(self, buffers: Iterable[Any], *args: Any) -> int:
+            """Send normal and ancillary data, as the stdlib's ``sendmsg``."""
+            buffers = list(buffers)
+            return self._io(True, _StdSocket.sendmsg, self, buffers, *args)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a file's contents with :meth:`send` (the stdlib's fallback path, cooperative)."""
+        return self._sendfile_use_send(file, offset, count)  # type: ignore[attr-defined,no-any-return]
+
+    # -- ending ----------------------------------------------------------------------------------
+
+    def _real_close(self, _ss: Any = _StdSocket) -> None:
+        fd = _StdSocket.fileno(self)
+        if fd >= 0:
+            _notify_close(fd)  # before the fd number can be reused
+        super()._real_close()  # type: ignore[misc]
+
+    def detach(self) -> int:
+        """Stop managing the fd and return it (blocking again if the socket's timeout is None)."""
+        fd = _StdSocket.fileno(self)
+        if fd >= 0:
+            _notify_close(fd)
+        fd = super().detach()
+        if fd >= 0 and self._green_timeout is None:
+            _os.set_blocking(fd, True)
+        return fd
+
+
+SocketType = socket  # type: ignore[misc,assignment]
+
+
+# -- module functions ---------------------------------------------------------------------------
+
+
+def _from_std(sock: _StdSocket) -> socket:
+    """A green socket taking over a stdlib socket's fd (and its timeout)."""
+    timeout = sock.gettimeout()
+    green = socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    green.settimeout(timeout)
+    return green
+
+
+def socketpair(  # type: ignore[no-redef]
+    family: int | None = None,
+    type: int = _std.SOCK_STREAM,
+    proto: int = 0,
+) -> tuple[socket, socket]:
+    """A pair of connected green sockets, as the stdlib's ``socketpair``."""
+    if family is None:
+        a, b = _std.socketpair(type=type, proto=proto)
+    else:
+        a, b = _std.socketpair(family, type, proto)
+    return _from_std(a), _from_std(b)
+
+
+def fromfd(  # type: ignore[no-redef]
+    fd: Any, family: int, type: int, proto: int = 0
+) -> socket:
+    """A green socket on a duplicate of ``fd``, as the stdlib's ``fromfd``."""
+    return socket(family, type, proto, _std.dup(fd))
+
+
+def create_server(  # type: ignore[no-redef]
+    address: Any,
+    *,
+    family: int = _std.AF_INET,
+    backlog: int | None = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+) -> socket:
+    """A listening green TCP socket bound to ``address``, as the stdlib's ``create_server``."""
+    sock = _std.create_server(
+        address,
+        family=family,
+        backlog=backlog,
+        reuse_port=reuse_port,
+        dualstack_ipv6=dualstack_ipv6,
+    )
+    return _from_std(sock)
+
+
+_GLOBAL_DEFAULT_TIMEOUT: Any = _std._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+
+def create_connection(  # type: ignore[no-redef]
+    address: tuple[str | None, Any],
+    timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
+    source_address: Any = None,
+    *,
+    all_errors: bool = False,
+) -> socket:
+    """Connect a green TCP socket to ``(host, port)``, trying each address the name has.
+
+    The stdlib's ``create_connection``, cooperative: resolution and connecting park only the
+    calling green thread.  ``timeout`` is the new socket's timeout; the last error (or, with
+    ``all_errors``, an ``ExceptionGroup`` of all of them) is raised if no address works.
+    """
+    host, port = address
+    errors: list[Exception] = []
+    for family, type_, proto, _, sockaddr in getaddrinfo(host, port, 0, _std.SOCK_STREAM):
+        sock = None
+        try:
+            sock = socket(family, type_, proto)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            errors.clear()
+            return sock
+        except OSError as e:
+            errors.append(e)
+            if sock is not None:
+                sock.close()
+    try:
+        if not errors:
+            raise OSError("getaddrinfo returns an empty list")
+        group = getattr(_builtins, "ExceptionGroup", None)  # Python 3.11+
+        if all_errors and group is not None:
+            raise group("create_connection failed", errors)
+        raise errors[-1]
+    finally:
+        errors = []  # no exception -> traceback -> frame -> errors cycle
+
+
+# -- the name service ---------------------------------------------------------------------------
+
+_dns_pool: _DaemonThreadPool | None = None
+_DNS_THREADS = 4
+
+
+def _pool(hub: _Hub) -> _DaemonThreadPool:
+    """The resolver's own small thread pool, started on first use, stopped with the reactor."""
+    global _dns_pool
+    pool = _dns_pool
+    if pool is None or not pool.started:
+        pool = _DaemonThreadPool(0, _DNS_THREADS, name="txgreen-dns")
+        pool.start()
+        hub.reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+        _dns_pool = pool
+    return pool
+
+
+def _resolve(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` (a blocking resolver call) in the resolver's pool when called green."""
+    caller = _green_caller()
+    if caller is None:
+        return fn(*args)
+    return _call_in_thread(fn, *args, pool=_pool(caller[0]))
+
+
+def _is_numeric_host(host: Any) -> bool:
+    """Is ``host`` None or a literal IPv4/IPv6 address (nothing to look up)?"""
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str):
+        return False
+    for family in (_std.AF_INET, _std.AF_INET6):
+        try:
+            _std.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
+def getaddrinfo(  # type: ignore[no-redef]
+    host: Any,
+    port: Any,
+    family: int = 0,
+    type: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[tuple[AddressFamily, SocketKind, int, str, Any]]:  # noqa: F405
+    """The stdlib's ``getaddrinfo``; a host name is looked up in the resolver's thread pool."""
+    if _is_numeric_host(host):
+        return list(_std.getaddrinfo(host, port, family, type, proto, flags))
+    got: Any = _resolve(_std.getaddrinfo, host, port, family, type, proto, flags)
+    return list(got)
+
+
+def gethostbyname(  # type: ignore[no-redef]
+    hostname: str,
+) -> str:
+    """The stdlib's ``gethostbyname`` (IPv4 only); looked up in the resolver's thread pool."""
+    if _is_numeric_host(hostname):
+        return _std.gethostbyname(hostname)
+    return _resolve(_std.gethostbyname, hostname)
+
+
+def gethostbyname_ex(  # type: ignore[no-redef]
+    hostname: str,
+) -> tuple[str, list[str], list[str]]:
+    """The stdlib's ``gethostbyname_ex``, looked up in the resolver's thread pool."""
+    return _resolve(_std.gethostbyname_ex, hostname)
+
+
+def gethostbyaddr(  # type: ignore[no-redef]
+    ip_address: str,
+) -> tuple[str, list[str], list[str]]:
+    """The stdlib's ``gethostbyaddr`` (a reverse lookup), in the resolver's thread pool."""
+    return _resolve(_std.gethostbyaddr, ip_address)
+
+
+def getnameinfo(  # type: ignore[no-redef]
+    sockaddr: Any, flags: int
+) -> tuple[str, str]:
+    """The stdlib's ``getnameinfo``; numeric-only requests are answered at once."""
+    numeric = _std.NI_NUMERICHOST | _std.NI_NUMERICSERV
+    if flags & numeric == numeric:
+        return _std.getnameinfo(sockaddr, flags)
+    return _resolve(_std.getnameinfo, sockaddr, flags)
