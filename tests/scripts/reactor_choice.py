@@ -56,3 +56,16 @@ def thread_names() -> list[str]:
 def say(*parts: object) -> None:
     """Print one line and flush (the test may be reading it while we run)."""
     print(*parts, flush=True)
+
+
+def blocked(who: str) -> None:
+    """Block the calling green thread on a Deferred that never fires; say what woke it."""
+    from twisted.internet import defer
+
+    import txgreen
+
+    try:
+        txgreen.block_on(defer.Deferred())
+    except BaseException as e:
+        say(f"{who}: woken by {type(e).__name__}")
+        raise

@@ -27,6 +27,7 @@ from typing import Any
 import reactor_choice
 
 say = reactor_choice.say
+blocked = reactor_choice.blocked
 say("reactor:", reactor_choice.install(sys.argv[1]))
 mode = sys.argv[2]
 
@@ -38,14 +39,6 @@ from twisted.python.failure import Failure  # noqa: E402
 import txgreen  # noqa: E402
 
 reactor: Any = _reactor
-
-
-def blocked(who: str) -> None:
-    try:
-        txgreen.block_on(defer.Deferred())
-    except BaseException as e:
-        say(f"{who}: woken by {type(e).__name__}")
-        raise
 
 
 def run(main: Any) -> None:

@@ -20,11 +20,12 @@ from typing import Any
 import reactor_choice
 
 say = reactor_choice.say
+blocked = reactor_choice.blocked
 say("reactor:", reactor_choice.install(sys.argv[1]))
 mode = sys.argv[2]
 
-from twisted.internet import defer, threads  # noqa: E402
 from twisted.internet import reactor as _reactor  # noqa: E402
+from twisted.internet import threads  # noqa: E402
 
 import txgreen  # noqa: E402
 
@@ -38,14 +39,6 @@ def at_exit() -> None:
 atexit.register(at_exit)
 reactor.addSystemEventTrigger("before", "shutdown", say, "trigger: before shutdown")
 reactor.addSystemEventTrigger("after", "shutdown", say, "trigger: after shutdown")
-
-
-def blocked(who: str) -> None:
-    try:
-        txgreen.block_on(defer.Deferred())
-    except BaseException as e:
-        say(f"{who}: woken by {type(e).__name__}")
-        raise
 
 
 def bad_thread(exc: BaseException) -> None:
