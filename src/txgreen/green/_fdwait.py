@@ -1,4 +1,4 @@
-"""The fd registry and the readiness wait shared by the green modules (socket today).
+"""The fd registry and the readiness wait shared by the green modules.
 
 A green thread that needs a file descriptor to become readable or writable parks with
 :func:`wait_readable` / :func:`wait_writable`.  The reactor learns about the fd through
@@ -24,20 +24,27 @@ from __future__ import annotations
 
 import errno
 import select
+import threading
 import time
 from typing import Any
 
+from greenlet import getcurrent
 from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
+from twisted.python import threadable
 from twisted.python.failure import Failure
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from txgreen._hub import TIMED_OUT, Hub, Waiter, wait_timed
-from txgreen.errors import ConcurrentWaitError
+from txgreen._greenthread import GreenThread
+from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub, wait_timed
+from txgreen.errors import BlockingInHubError, ConcurrentWaitError
 
 __all__ = [
+    "before_close",
     "blocking_wait",
+    "green_caller",
     "is_watched",
     "notify_close",
+    "wait",
     "wait_readable",
     "wait_writable",
     "watched_fds",
@@ -227,3 +234,60 @@ def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
+
+
+# -- the entry points the green modules use (any thread) ----------------------------------------
+
+
+def green_caller() -> tuple[Hub, Any] | None:
+    """(hub, greenlet) when the caller may park on the reactor; None when it must block.
+
+    None means: the caller is another OS thread, or the hub itself (a reactor callback), so
+    it waits in the OS exactly as the stdlib's blocking call would (a stall in the hub is
+    what ``txgreen.watch_blocking`` reports).
+    """
+    cur = getcurrent()
+    if type(cur) is GreenThread:
+        return cur.hub, cur
+    hub = get_hub()
+    ident = hub.thread_ident
+    if ident is None:
+        ident = threadable.ioThread
+        if ident is None:
+            ident = threading.main_thread().ident
+    if ident != threading.get_ident():
+        return None  # another OS thread: behave like the stdlib's blocking call
+    try:
+        if not hub.check_can_block(cur, "a green socket call"):
+            return None
+    except BlockingInHubError:
+        return None  # the hub itself (a reactor callback): block like the stdlib
+    return hub, cur
+
+
+def wait(fd: int, write: bool, timeout: float | None) -> bool:
+    """Wait until ``fd`` is readable (or writable); False if ``timeout`` seconds passed.
+
+    A green thread parks on the reactor; any other caller waits in the OS
+    (:func:`blocking_wait`).
+    """
+    caller = green_caller()
+    if caller is None:
+        return blocking_wait(fd, write, timeout)
+    hub, greenlet = caller
+    return _wait(hub, greenlet, fd, write, timeout)
+
+
+def before_close(fd: int) -> None:
+    """``fd`` is about to be closed or detached, in any thread: see :func:`notify_close`."""
+    if fd not in _watches:
+        return
+    hub = get_hub()
+    if hub.thread_ident in (None, threading.get_ident()):
+        notify_close(fd)
+    else:
+        # Closed from another OS thread while a green thread waits on it: the registry
+        # belongs to the reactor's thread.
+        from twisted.internet.threads import blockingCallFromThread
+
+        blockingCallFromThread(hub.reactor, notify_close, fd)

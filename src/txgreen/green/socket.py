@@ -22,21 +22,14 @@ import builtins as _builtins
 import errno as _errno
 import os as _os
 import socket as _std
-import threading as _threading
 from collections.abc import Callable, Iterable
 from socket import *  # noqa: F403 - the stdlib's whole surface, re-exported
 from time import monotonic as _monotonic
 from typing import Any, TypeVar
 
-from greenlet import getcurrent as _getcurrent
-from twisted.python import threadable as _threadable
-
-from txgreen._greenthread import GreenThread as _GreenThread
 from txgreen._hub import Hub as _Hub
-from txgreen._hub import get_hub as _get_hub
 from txgreen._threads import DaemonThreadPool as _DaemonThreadPool
 from txgreen._threads import call_in_thread as _call_in_thread
-from txgreen.errors import BlockingInHubError as _BlockingInHubError
 from txgreen.green import _fdwait
 
 _T = TypeVar("_T")
@@ -59,58 +52,9 @@ __all__ = sorted(set(_std.__all__) | set(_GREEN_NAMES))
 
 _StdSocket = _std.socket
 
-# -- where the caller runs ----------------------------------------------------------------------
-
-
-def _green_caller() -> tuple[_Hub, Any] | None:
-    """(hub, greenlet) when the caller may park on the reactor; None when it must block."""
-    cur = _getcurrent()
-    if type(cur) is _GreenThread:
-        return cur.hub, cur
-    hub = _get_hub()
-    ident = hub.thread_ident
-    if ident is None:
-        ident = _threadable.ioThread
-        if ident is None:
-            ident = _threading.main_thread().ident
-    if ident != _threading.get_ident():
-        return None  # another OS thread: behave like the stdlib's blocking call
-    try:
-        if not hub.check_can_block(cur, "a green socket call"):
-            return None
-    except _BlockingInHubError:
-        return None  # the hub itself (a reactor callback): block like the stdlib
-    return hub, cur
-
-
-def _wait(fd: int, write: bool, timeout: float | None) -> bool:
-    """Wait until ``fd`` is ready for reading (or writing); False if ``timeout`` passed."""
-    caller = _green_caller()
-    if caller is None:
-        return _fdwait.blocking_wait(fd, write, timeout)
-    hub, greenlet = caller
-    if write:
-        return _fdwait.wait_writable(hub, greenlet, fd, timeout)
-    return _fdwait.wait_readable(hub, greenlet, fd, timeout)
-
 
 def _timed_out() -> TimeoutError:
     return TimeoutError("timed out")
-
-
-def _notify_close(fd: int) -> None:
-    """Unregister ``fd`` from the reactor (waking its waiters) before it is closed."""
-    if not _fdwait.is_watched(fd):
-        return
-    hub = _get_hub()
-    if hub.thread_ident in (None, _threading.get_ident()):
-        _fdwait.notify_close(fd)
-    else:
-        # Closed from another OS thread while a green thread waits on it: the registry
-        # belongs to the reactor's thread.
-        from twisted.internet.threads import blockingCallFromThread
-
-        blockingCallFromThread(hub.reactor, _fdwait.notify_close, fd)
 
 
 # -- the socket class ---------------------------------------------------------------------------
@@ -179,7 +123,7 @@ class socket(_StdSocket):  # type: ignore[no-redef]
                 left = deadline - _monotonic()
                 if left <= 0:
                     raise _timed_out() from None
-            if not _wait(_StdSocket.fileno(self), write, left):
+            if not _fdwait.wait(_StdSocket.fileno(self), write, left):
                 raise _timed_out()
 
     # -- connecting ------------------------------------------------------------------------------
@@ -225,7 +169,9 @@ class socket(_StdSocket):  # type: ignore[no-redef]
 
     def _wait_connect(self, deadline: float | None) -> None:
         left = None if deadline is None else deadline - _monotonic()
-        if (left is not None and left <= 0) or not _wait(_StdSocket.fileno(self), True, left):
+        if left is not None and left <= 0:
+            raise _timed_out()
+        if not _fdwait.wait(_StdSocket.fileno(self), True, left):
             raise _timed_out()
 
     def connect_ex(self, address: Any, /) -> int:
@@ -319,14 +265,14 @@ class socket(_StdSocket):  # type: ignore[no-redef]
     def _real_close(self, _ss: Any = _StdSocket) -> None:
         fd = _StdSocket.fileno(self)
         if fd >= 0:
-            _notify_close(fd)  # before the fd number can be reused
+            _fdwait.before_close(fd)  # before the fd number can be reused
         super()._real_close()  # type: ignore[misc]
 
     def detach(self) -> int:
         """Stop managing the fd and return it (blocking again if the socket's timeout is None)."""
         fd = _StdSocket.fileno(self)
         if fd >= 0:
-            _notify_close(fd)
+            _fdwait.before_close(fd)
         fd = super().detach()
         if fd >= 0 and self._green_timeout is None:
             _os.set_blocking(fd, True)
@@ -450,7 +396,7 @@ def _pool(hub: _Hub) -> _DaemonThreadPool:
 
 def _resolve(fn: Callable[..., _T], *args: Any) -> _T:
     """``fn(*args)`` (a blocking resolver call) in the resolver's pool when called green."""
-    caller = _green_caller()
+    caller = _fdwait.green_caller()
     if caller is None:
         return fn(*args)
     return _call_in_thread(fn, *args, pool=_pool(caller[0]))
