@@ -118,7 +118,7 @@ def run_command(argv: Sequence[str]) -> int:
         sys.path[0] = os.path.dirname(filename)
 
         def target() -> Any:
-            return runpy.run_path(filename, run_name="__main__")  # type: ignore[arg-type]
+            return runpy.run_path(filename, run_name="__main__")
 
     try:
         txgreen.run(target)

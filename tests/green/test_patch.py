@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import defer, protocol, reactor, threads
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet import endpoints as _endpoints
 
 import txgreen
 from support import in_reactor_callback, log_events
@@ -30,6 +30,13 @@ from txgreen.green import _fdwait, _originals
 from txgreen.green import socket as gsocket
 
 R: Any = reactor
+endpoints: Any = _endpoints  # untyped in parts
+
+
+def T(p: protocol.Protocol) -> Any:
+    """A protocol's transport, untyped (Twisted's stubs make it Optional)."""
+    return p.transport
+
 
 # Parts whose green module exists; the default patch() patches them all.
 PARTS = {"socket", "dns"}
@@ -58,7 +65,7 @@ def _others_off() -> dict[str, bool]:
 
 class Echo(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
-        self.transport.write(data)
+        T(self).write(data)
 
 
 # -- what is patched ------------------------------------------------------------------------------
@@ -144,8 +151,8 @@ def test_twisted_modules_are_pointed_at_pristine_copies() -> None:
     import twisted.internet.tcp
 
     copy = _originals.original("socket")
-    assert twisted.internet.tcp.socket is copy
-    assert twisted.internet.base.socket is copy
+    assert twisted.internet.tcp.socket is copy  # type: ignore[attr-defined]
+    assert twisted.internet.base.socket is copy  # type: ignore[attr-defined]
     assert copy.socket is not socket.socket
     assert not issubclass(copy.socket, gsocket.socket)
     # The copy's own functions make copy sockets, never green ones.
@@ -157,7 +164,9 @@ def test_twisted_modules_are_pointed_at_pristine_copies() -> None:
 @pytest.mark.usefixtures("patched_stdlib")
 def test_twisted_tcp_servers_and_clients_keep_working_with_plain_sockets() -> None:
     port = txgreen.block_on(
-        TCP4ServerEndpoint(R, 0, interface="127.0.0.1").listen(protocol.Factory.forProtocol(Echo))
+        endpoints.TCP4ServerEndpoint(R, 0, interface="127.0.0.1").listen(
+            protocol.Factory.forProtocol(Echo)
+        )
     )
     try:
         assert not isinstance(port.socket, gsocket.socket)
@@ -165,14 +174,14 @@ def test_twisted_tcp_servers_and_clients_keep_working_with_plain_sockets() -> No
 
         class Client(protocol.Protocol):
             def connectionMade(self) -> None:
-                self.transport.write(b"ping")
+                T(self).write(b"ping")
 
             def dataReceived(self, data: bytes) -> None:
                 got.callback(data)
-                self.transport.loseConnection()
+                T(self).loseConnection()
 
         client = txgreen.block_on(
-            TCP4ClientEndpoint(R, "127.0.0.1", port.getHost().port).connect(
+            endpoints.TCP4ClientEndpoint(R, "127.0.0.1", port.getHost().port).connect(
                 protocol.Factory.forProtocol(Client)
             )
         )
