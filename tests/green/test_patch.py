@@ -150,7 +150,11 @@ def test_twisted_modules_are_pointed_at_pristine_copies() -> None:
     import twisted.internet.base
     import twisted.internet.tcp
 
+    import txgreen._threads
+
     copy = _originals.original("socket")
+    assert gsocket._std is socket  # the green modules themselves are left alone
+    assert txgreen._threads.time is _originals.original("time")  # txgreen core: re-pointed
     assert twisted.internet.tcp.socket is copy  # type: ignore[attr-defined]
     assert twisted.internet.base.socket is copy  # type: ignore[attr-defined]
     assert copy.socket is not socket.socket

@@ -74,14 +74,22 @@ def _keeps_originals(name: str) -> bool:
 
 
 def _point_at_originals(module: types.ModuleType) -> None:
-    """Point ``module``'s references to patched modules and green objects at the originals."""
+    """Point ``module``'s references to patched modules and green objects at the originals.
+
+    txgreen's own modules only get their module references re-pointed: a green object one of
+    them imported by name is there on purpose.
+    """
     namespace = getattr(module, "__dict__", None)
     if not isinstance(namespace, dict):
         return
+    modules_only = module.__name__ == "txgreen" or module.__name__.startswith("txgreen.")
     for key, value in list(namespace.items()):
         entry = _to_original.get(id(value))
-        if entry is not None and entry[0] is value:
-            namespace[key] = entry[1]
+        if entry is None or entry[0] is not value:
+            continue
+        if modules_only and not isinstance(value, types.ModuleType):
+            continue
+        namespace[key] = entry[1]
 
 
 class _KeepOriginalsLoader(importlib.abc.Loader):
