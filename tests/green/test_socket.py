@@ -1,8 +1,8 @@
 """txgreen.green.socket: real sockets on 127.0.0.1 between green threads.
 
 Every test runs as a green thread (``txgreen_mode = auto``) with the plugin's leak check, so a
-reactor reader/writer or a socket left behind fails the test; the autouse fixture in conftest.py
-also checks that the fd registry is empty afterwards.
+reactor reader/writer or a socket left behind fails the test; the autouse fixture also checks
+that the fd registry is empty afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import socket as std_socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ from txgreen.green import _fdwait
 from txgreen.green import socket as gsocket
 
 R: Any = reactor  # the installed reactor, untyped
+
+
+@pytest.fixture(autouse=True)
+def registry_empty_after() -> Iterator[None]:
+    yield
+    assert _fdwait.watched_fds() == {}
 
 
 def serve_echo(listener: gsocket.socket, handlers: list[txgreen.GreenThread[None]]) -> None:
