@@ -783,3 +783,22 @@ def test_the_patched_stdlib_wrap_socket_and_https_context(pki: Pki) -> None:
                 assert isinstance(s, gssl.SSLSocket)
                 s.sendall(b"wrap")
                 assert s.recv(10) == b"wrap"
+
+
+def test_accept_makes_green_sockets_after_the_class_attribute_is_restored(pki: Pki) -> None:
+    # A listener made while patched keeps accepting green sockets after unpatching.
+    srv_ctx = std_ssl.SSLContext(std_ssl.PROTOCOL_TLS_SERVER)
+    srv_ctx.load_cert_chain(pki.cert_file, pki.key_file)
+    with stdlib_contexts_green():
+        listener = srv_ctx.wrap_socket(gsocket.create_server(("127.0.0.1", 0)), server_side=True)
+    assert srv_ctx.sslsocket_class is std_ssl.SSLSocket
+    with listener:
+        assert isinstance(listener, gssl.SSLSocket)
+        accepted = txgreen.spawn(listener.accept)
+        with connect(pki, listener.getsockname()[1]) as client:
+            conn, _ = accepted.get(timeout=5)
+            with conn:
+                assert isinstance(conn, gssl.SSLSocket)
+                assert conn.server_side
+                conn.sendall(b"green")
+                assert client.recv(10) == b"green"

@@ -9,8 +9,10 @@ is always non-blocking, so the C TLS object (``_sslobj``) raises ``SSLWantReadEr
 ``read``, ``write``, ``recv``, ``recv_into``, ``send``, ``sendall``, ``unwrap``) runs the
 stdlib's own method in one retry loop that waits for the fd through
 ``txgreen.green._fdwait.wait``.  So the stdlib's checks, exceptions and certificate
-verification are kept exactly; only the waiting changes.  ``makefile``, ``sendfile``,
-``connect`` and ``accept`` are the stdlib's, over those methods.
+verification are kept exactly; only the waiting changes.  ``makefile``, ``sendfile`` and
+``connect`` are the stdlib's, over those methods and the green socket; ``accept`` wraps the
+accepted green socket as a green :class:`SSLSocket` even when the context's class is the
+stdlib's.
 
 Timeouts keep the stdlib's meaning: the socket's timeout bounds each TLS operation and raises
 ``TimeoutError`` (the stdlib's ``socket.timeout``) with the stdlib's wording ("The read
