@@ -18,6 +18,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "single_reactor: the test does not depend on the installed reactor (for example it runs "
         "subprocesses that choose their own), so the extra per-reactor runs skip it",
     )
+    config.addinivalue_line(
+        "markers",
+        "cpython_suite: runs modules of CPython's own test suite plain and patched (minutes); "
+        '`pytest -m "not cpython_suite"` skips them for a quick local run',
+    )
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ Every other name of the stdlib's ``socket`` module is re-exported unchanged.
 from __future__ import annotations
 
 import builtins as _builtins
+import contextlib as _contextlib
 import errno as _errno
 import os as _os
 import socket as _std
@@ -63,6 +64,8 @@ _std_gethostbyaddr = _std.gethostbyaddr
 _std_getnameinfo = _std.getnameinfo
 
 _StdSocket = _std.socket
+# A call with this flag never waits: its BlockingIOError is the caller's.
+_MSG_DONTWAIT: int = getattr(_std, "MSG_DONTWAIT", 0)
 
 
 def _timed_out() -> TimeoutError:
@@ -86,8 +89,9 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         fileno: int | None = None,
     ) -> None:
         super().__init__(family, type, proto, fileno)
-        # The timeout the user sees; the OS socket itself is always non-blocking.
-        self._green_timeout: float | None = _std.getdefaulttimeout()
+        # The timeout the user sees (the stdlib's: the default, or 0.0 for SOCK_NONBLOCK); the
+        # OS socket itself is always non-blocking.
+        self._green_timeout: float | None = _StdSocket.gettimeout(self)
         _StdSocket.settimeout(self, 0.0)
 
     # -- timeouts -------------------------------------------------------------------------------
@@ -232,6 +236,8 @@ class socket(_StdSocket):  # type: ignore[no-redef]
             self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
         ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
             """Receive normal and ancillary data, as the stdlib's ``recvmsg``."""
+            if flags & _MSG_DONTWAIT:
+                return _StdSocket.recvmsg(self, bufsize, ancbufsize, flags)
             return self._io(False, _StdSocket.recvmsg, self, bufsize, ancbufsize, flags)
 
         def recvmsg_into(
@@ -239,6 +245,8 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
             """Receive into ``buffers``, as the stdlib's ``recvmsg_into``."""
             buffers = list(buffers)
+            if flags & _MSG_DONTWAIT:
+                return _StdSocket.recvmsg_into(self, buffers, ancbufsize, flags)
             return self._io(False, _StdSocket.recvmsg_into, self, buffers, ancbufsize, flags)
 
     # -- sending ---------------------------------------------------------------------------------
@@ -266,6 +274,8 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         def sendmsg(self, buffers: Iterable[Any], *args: Any) -> int:
             """Send normal and ancillary data, as the stdlib's ``sendmsg``."""
             buffers = list(buffers)
+            if len(args) >= 2 and args[1] & _MSG_DONTWAIT:  # (ancdata, flags[, address])
+                return _StdSocket.sendmsg(self, buffers, *args)
             return self._io(True, _StdSocket.sendmsg, self, buffers, *args)
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
@@ -287,7 +297,8 @@ class socket(_StdSocket):  # type: ignore[no-redef]
             _fdwait.before_close(fd)
         fd = super().detach()
         if fd >= 0 and self._green_timeout is None:
-            _os.set_blocking(fd, True)
+            with _contextlib.suppress(OSError):  # an fd already closed: detach as the stdlib
+                _os.set_blocking(fd, True)
         return fd
 
 
