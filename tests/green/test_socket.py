@@ -180,6 +180,54 @@ def test_non_blocking_mode_raises_blocking_io_error() -> None:
         assert a.recv(10) == b"y"
 
 
+@pytest.mark.skipif(not hasattr(std_socket, "SOCK_NONBLOCK"), reason="Linux's SOCK_NONBLOCK")
+def test_a_sock_nonblock_socket_starts_non_blocking_as_the_stdlibs() -> None:
+    kind = std_socket.SOCK_STREAM | std_socket.SOCK_NONBLOCK
+    with (
+        gsocket.socket(std_socket.AF_INET, kind) as s,
+        std_socket.socket(std_socket.AF_INET, kind) as std,
+    ):
+        assert (s.gettimeout(), s.getblocking()) == (std.gettimeout(), std.getblocking())
+        assert s.gettimeout() == 0.0
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(BlockingIOError):
+            s.accept()
+
+
+@pytest.mark.skipif(not hasattr(std_socket, "MSG_DONTWAIT"), reason="needs MSG_DONTWAIT")
+def test_msg_dontwait_never_waits_even_with_a_timeout() -> None:
+    a, b = gsocket.socketpair()
+    with a, b:
+        a.settimeout(5)
+        began = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            a.recvmsg(10, 0, std_socket.MSG_DONTWAIT)
+        with pytest.raises(BlockingIOError):
+            a.recvmsg_into([bytearray(10)], 0, std_socket.MSG_DONTWAIT)
+        a.setsockopt(std_socket.SOL_SOCKET, std_socket.SO_SNDBUF, 4096)
+
+        def fill() -> None:  # until the buffers are full and a send would block
+            while True:
+                a.sendmsg([b"x" * 4096], [], std_socket.MSG_DONTWAIT)
+
+        with pytest.raises(BlockingIOError):
+            fill()
+        assert time.monotonic() - began < 1
+        assert a.gettimeout() == 5
+
+
+def test_detach_after_the_fd_was_closed_elsewhere_returns_it_as_the_stdlib() -> None:
+    with gsocket.socket() as owner:
+        fd = owner.fileno()
+        borrower = gsocket.socket(fileno=fd)
+        borrower.settimeout(None)
+    with pytest.raises(OSError) as caught:
+        borrower.setblocking(False)  # the fd is closed: the stdlib's EBADF
+    assert caught.value.errno == errno.EBADF
+    assert borrower.detach() == fd
+
+
 def test_settimeout_checks_its_argument_as_the_stdlib_does() -> None:
     with gsocket.socket() as g, std_socket.socket() as s:
         for bad in (-1, "x"):
