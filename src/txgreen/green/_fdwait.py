@@ -26,6 +26,7 @@ import errno
 import select
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from greenlet import getcurrent
@@ -45,6 +46,7 @@ __all__ = [
     "is_watched",
     "notify_close",
     "wait",
+    "wait_many",
     "wait_readable",
     "wait_writable",
     "watched_fds",
@@ -291,3 +293,78 @@ def before_close(fd: int) -> None:
         from twisted.internet.threads import blockingCallFromThread
 
         blockingCallFromThread(hub.reactor, notify_close, fd)
+
+
+# -- one green thread waiting on many fds at once (select, poll, epoll, selectors) ---------------
+
+
+def _check_free(fds: Iterable[int], write: bool) -> None:
+    """Raise ConcurrentWaitError if another green thread already waits on one of ``fds``."""
+    for fd in fds:
+        watch = _watches.get(fd)
+        if watch is None:
+            continue
+        current = watch.writer if write else watch.reader
+        if current is not None and current.active:
+            direction = "write to" if write else "read from"
+            raise ConcurrentWaitError(
+                f"a green thread waits to {direction} fd {fd} ({current.greenlet!r}) and "
+                f"another selects on it for the same direction at once; an fd serves one "
+                "reading and one writing green thread at a time: select in the green thread "
+                "that does the I/O, or serialise the two with a txgreen.Lock"
+            )
+
+
+def wait_many(
+    hub: Hub,
+    greenlet: Any,
+    readers: Iterable[int],
+    writers: Iterable[int],
+    timeout: float | None = None,
+) -> bool:
+    """Park ``greenlet`` until one of ``readers`` is readable or one of ``writers`` writable.
+
+    True when something happened (an fd became ready, the reactor dropped one, or one was closed
+    through :func:`notify_close`): the caller asks its system call again to learn what, and
+    gets the stdlib's answer for a closed fd.  False if ``timeout`` seconds passed first (no
+    fds at all: a plain green sleep).  One :class:`~txgreen._hub.Waiter` is registered on
+    every fd's watch and taken off all of them however the wait ends (readiness, timeout, a
+    kill, an enclosing ``txgreen.Timeout``, an error), so nothing stays with the reactor.
+
+    An fd on which another green thread already waits for the same direction raises
+    :class:`~txgreen.errors.ConcurrentWaitError` before anything is registered.
+    """
+    read_fds = set(readers)
+    write_fds = set(writers)
+    _check_free(read_fds, False)
+    _check_free(write_fds, True)
+    waiter = Waiter(hub, greenlet)
+    taken: list[_FdWatch] = []
+    try:
+        for fd in read_fds | write_fds:
+            watch = _watches.get(fd)
+            if watch is None:
+                watch = _watches[fd] = _FdWatch(fd, hub.reactor)
+            taken.append(watch)
+            if fd in read_fds:
+                watch.reader = waiter
+            if fd in write_fds:
+                watch.writer = waiter
+            watch.update()
+        try:
+            return wait_timed(waiter, timeout) is not TIMED_OUT
+        except OSError as e:
+            if e is waiter.exc and e.errno == errno.EBADF:
+                return True  # closed meanwhile (notify_close): the caller's re-check tells
+            raise
+    finally:
+        for watch in taken:
+            mine = False
+            if watch.reader is waiter:
+                watch.reader = None
+                mine = True
+            if watch.writer is waiter:
+                watch.writer = None
+                mine = True
+            if mine:
+                watch.update()
