@@ -153,14 +153,25 @@ def select(  # type: ignore[no-redef]
     if ready[0] or ready[1] or ready[2] or seconds == 0:
         return ready
     deadline = None if seconds is None else _monotonic() + seconds
+    # Asked again about the fd numbers of the first call, as the stdlib's blocking call would
+    # be: a socket closed meanwhile gives the stdlib's OSError(EBADF) for its old fd.
     readers = [_fileno(o) for o in rlist]
     writers = [_fileno(o) for o in wlist]
-    unwatchable = bool(set(map(_fileno, xlist)) - set(readers))
+    errors = [_fileno(o) for o in xlist]
+    unwatchable = bool(set(errors) - set(readers))
     while True:
         _wait_ready(caller, readers, writers, deadline, unwatchable)
-        ready = _std_select(rlist, wlist, xlist, 0)
-        if ready[0] or ready[1] or ready[2] or _expired(deadline):
-            return ready
+        r, w, x = _std_select(readers, writers, errors, 0)
+        if r or w or x or _expired(deadline):
+            return _pick(rlist, readers, r), _pick(wlist, writers, w), _pick(xlist, errors, x)
+
+
+def _pick(objects: list[Any], fds: list[int], ready: list[int]) -> list[Any]:
+    """The objects whose fd is in ``ready``, in order (the stdlib's result from fd numbers)."""
+    if not ready:
+        return []
+    got = set(ready)
+    return [obj for obj, fd in zip(objects, fds, strict=True) if fd in got]
 
 
 def _as_list(seq: Iterable[_FileLike]) -> list[Any]:
