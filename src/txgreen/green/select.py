@@ -272,15 +272,17 @@ class epoll:  # type: ignore[no-redef]
     :class:`~txgreen.errors.ConcurrentWaitError`.
     """
 
-    def __init__(self, sizehint: int = -1, flags: int = 0, *, _wrap: Any = None) -> None:
+    def __init__(self, sizehint: int = -1, flags: int = 0) -> None:
         if _std_epoll is None:  # pragma: no cover - platforms without epoll
             raise NotImplementedError("this platform's select module has no epoll")
-        self._epoll: Any = _std_epoll(sizehint, flags) if _wrap is None else _wrap
+        self._epoll: Any = _std_epoll(sizehint, flags)
 
     @classmethod
     def fromfd(cls, fd: int, /) -> Any:
         """An epoll object for an existing epoll fd (which it now owns)."""
-        return cls(_wrap=_std_epoll.fromfd(fd))
+        self = cls.__new__(cls)
+        self._epoll = _std_epoll.fromfd(fd)
+        return self
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fileno()}"
