@@ -146,6 +146,16 @@ def test_leaks_a_socket():
 
 
 @pytest.mark.green(leak_check=True)
+def test_leaves_a_green_socket_waiting():
+    from txgreen.green import socket as gsocket
+
+    a, b = gsocket.socketpair()
+    KEPT.extend([a, b])
+    txgreen.spawn(a.recv, 1)  # parked on the reactor, its fd in the registry
+    txgreen.sleep(0)
+
+
+@pytest.mark.green(leak_check=True)
 def test_closes_its_socket():
     import socket
 
@@ -417,6 +427,15 @@ def test_leak_check_counts_open_sockets(pytester: pytest.Pytester) -> None:
     ), message
 
 
+def test_leak_check_counts_fds_the_green_stdlib_still_watches(pytester: pytest.Pytester) -> None:
+    r = run(pytester, "strict")
+    message = r.failure("test_leaves_a_green_socket_waiting").splitlines()[-1]
+    assert message.startswith("E   txgreen.pytest_plugin.LeakError: the test left these behind: ")
+    assert re.search(r"green threads: \[<GreenThread socket.recv running at 0x[0-9a-f]+>", message)
+    assert re.search(r"readers: \[<txgreen fd watch (\d+) reader=", message)
+    assert re.search(r"green socket fds still watched: \[\d+\]$", message), message
+
+
 def test_strict_run_summary(pytester: pytest.Pytester) -> None:
     r = run(pytester, "strict")
     outcomes = {name: res["outcome"] for name, res in r.results.items()}
@@ -433,6 +452,7 @@ def test_strict_run_summary(pytester: pytest.Pytester) -> None:
         "test_returns_a_failing_deferred": "failed",
         "test_leaks": "failed",
         "test_leaks_a_socket": "failed" if os.path.isdir("/proc/self/fd") else "passed",
+        "test_leaves_a_green_socket_waiting": "failed",
         "test_closes_its_socket": "passed",
         "test_clean": "passed",
         "test_hypothesis_green": "passed",

@@ -72,11 +72,13 @@ from txgreen.errors import (
     BlockingInHubError,
     ConcurrentWaitError,
     NotInReactorThreadError,
+    PatchWarning,
     ReactorStopped,
     TestDeadlineExceeded,
     TxgreenError,
     UnexpectedSwitchError,
 )
+from txgreen.green._patch import patch, patched, unpatch
 
 if TYPE_CHECKING:
     from txgreen._wsgi import WSGIResource, serve_wsgi
@@ -129,6 +131,7 @@ __all__ = [
     "Listener",
     "Lock",
     "NotInReactorThreadError",
+    "PatchWarning",
     "Pool",
     "PoolFull",
     "PriorityQueue",
@@ -164,6 +167,8 @@ __all__ = [
     "joinall",
     "killall",
     "listen",
+    "patch",
+    "patched",
     "run",
     "run_in_hub",
     "serve",
@@ -173,6 +178,7 @@ __all__ = [
     "spawn",
     "spawn_later",
     "threaded",
+    "unpatch",
     "watch_blocking",
     "watch_blocking_from_env",
 ]

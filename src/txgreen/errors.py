@@ -15,6 +15,7 @@ __all__ = [
     "ConcurrentWaitError",
     "GreenletExit",
     "NotInReactorThreadError",
+    "PatchWarning",
     "ReactorStopped",
     "TestDeadlineExceeded",
     "TxgreenError",
@@ -86,3 +87,13 @@ class TestDeadlineExceeded(TxgreenError):
     """A green test ran past its deadline (pytest-timeout's ``timeout`` setting or marker)."""
 
     __test__ = False  # not a test class, despite the name
+
+
+class PatchWarning(UserWarning):
+    """``txgreen.patch()`` found modules that keep blocking originals of patched names.
+
+    A module that ran ``from socket import socket`` or ``from time import sleep`` before
+    ``txgreen.patch()`` holds the stdlib's blocking object under its own name; patching the
+    stdlib module cannot reach it.  Call ``txgreen.patch()`` before importing such modules, or
+    run the program with ``python -m txgreen run``.
+    """

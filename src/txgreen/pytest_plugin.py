@@ -10,8 +10,9 @@ so the body can call ``block_on``, ``spawn`` and ``sleep`` directly.
   the traceback shows where it was blocked.  pytest-timeout itself is kept as a backstop a few
   seconds later, for a hub that is stuck in non-yielding code.
 - Leak check (``txgreen_leak_check = true``, or ``@pytest.mark.green(leak_check=True)``): after
-  the body, the test fails if green threads, DelayedCalls, reactor readers/writers or (on Linux)
-  socket file descriptors it started are still there once the reactor has had a short while to
+  the body, the test fails if green threads, DelayedCalls, reactor readers/writers, fds the
+  green standard library still watches (``txgreen.green``'s fd registry) or (on Linux) socket
+  file descriptors it started are still there once the reactor has had a short while to
   settle; the leftover threads and timers are cleaned up.
 - ``--txgreen-reactor=NAME`` installs ``default``, ``epoll``, ``poll``, ``select`` or ``asyncio``
   before pytest-twisted starts it, to run a suite against each reactor.
@@ -328,8 +329,11 @@ def _open_sockets() -> set[tuple[int, str]]:
 
 
 def _snapshot(hub: Any) -> dict[str, set[Any]]:
+    from txgreen.green import _fdwait
+
     reactor = hub.reactor
     return {
+        "fd waits": set(_fdwait.watched_fds()),
         "threads": set(hub.threads),
         "calls": {c for c in reactor.getDelayedCalls() if c.active()},
         "readers": set(reactor.getReaders()),
@@ -349,6 +353,7 @@ def _leftovers(hub: Any, before: dict[str, set[Any]]) -> dict[str, list[Any]]:
         "readers": list(now["readers"] - before["readers"]),
         "writers": list(now["writers"] - before["writers"]),
         "open sockets (fd, inode)": sorted(now["sockets"] - before["sockets"]),
+        "green socket fds still watched": sorted(now["fd waits"] - before["fd waits"]),
     }
     return {k: v for k, v in found.items() if v}
 

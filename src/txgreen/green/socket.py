@@ -34,21 +34,33 @@ from txgreen.green import _fdwait
 
 _T = TypeVar("_T")
 
-# The names defined here over the stdlib's.
-_GREEN_NAMES = [
-    "SocketType",
+
+#: What ``txgreen.patch(socket=True)`` replaces in the stdlib's ``socket`` module.
+__patched__ = [
     "create_connection",
     "create_server",
     "fromfd",
+    "socket",
+    "socketpair",
+]
+#: What ``txgreen.patch(dns=True)`` replaces: the name service, run in the resolver's pool.
+__patched_dns__ = [
     "getaddrinfo",
     "gethostbyaddr",
     "gethostbyname",
     "gethostbyname_ex",
     "getnameinfo",
-    "socket",
-    "socketpair",
 ]
-__all__ = sorted(set(_std.__all__) | set(_GREEN_NAMES))
+__all__ = sorted(set(_std.__all__) | set(__patched__) | set(__patched_dns__))
+
+# The originals this module calls (bound now: after patch() the stdlib module's names are ours).
+_std_socketpair = _std.socketpair
+_std_create_server = _std.create_server
+_std_getaddrinfo = _std.getaddrinfo
+_std_gethostbyname = _std.gethostbyname
+_std_gethostbyname_ex = _std.gethostbyname_ex
+_std_gethostbyaddr = _std.gethostbyaddr
+_std_getnameinfo = _std.getnameinfo
 
 _StdSocket = _std.socket
 
@@ -191,7 +203,7 @@ class socket(_StdSocket):  # type: ignore[no-redef]
     def connect_ex(self, address: Any, /) -> int:
         """Like :meth:`connect`, returning an errno (0 on success) instead of raising OSError."""
         try:
-            self.connect(address)
+            socket.connect(self, address)  # this class's (an SSLSocket's connect wraps it)
         except _std.gaierror:
             raise
         except TimeoutError as e:
@@ -320,9 +332,6 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         return fd
 
 
-SocketType = socket  # type: ignore[misc,assignment]
-
-
 # -- module functions ---------------------------------------------------------------------------
 
 
@@ -341,9 +350,9 @@ def socketpair(  # type: ignore[no-redef]
 ) -> tuple[socket, socket]:
     """A pair of connected green sockets, as the stdlib's ``socketpair``."""
     if family is None:
-        a, b = _std.socketpair(type=type, proto=proto)
+        a, b = _std_socketpair(type=type, proto=proto)
     else:
-        a, b = _std.socketpair(family, type, proto)
+        a, b = _std_socketpair(family, type, proto)
     return _from_std(a), _from_std(b)
 
 
@@ -363,7 +372,7 @@ def create_server(  # type: ignore[no-redef]
     dualstack_ipv6: bool = False,
 ) -> socket:
     """A listening green TCP socket bound to ``address``, as the stdlib's ``create_server``."""
-    sock = _std.create_server(
+    sock = _std_create_server(
         address,
         family=family,
         backlog=backlog,
@@ -473,8 +482,8 @@ def getaddrinfo(  # type: ignore[no-redef]
 ) -> list[tuple[AddressFamily, SocketKind, int, str, Any]]:  # noqa: F405
     """The stdlib's ``getaddrinfo``; a host name is looked up in the resolver's thread pool."""
     if _is_numeric_host(host):
-        return list(_std.getaddrinfo(host, port, family, type, proto, flags))
-    got: Any = _resolve(_std.getaddrinfo, host, port, family, type, proto, flags)
+        return list(_std_getaddrinfo(host, port, family, type, proto, flags))
+    got: Any = _resolve(_std_getaddrinfo, host, port, family, type, proto, flags)
     return list(got)
 
 
@@ -483,22 +492,22 @@ def gethostbyname(  # type: ignore[no-redef]
 ) -> str:
     """The stdlib's ``gethostbyname`` (IPv4 only); looked up in the resolver's thread pool."""
     if _is_numeric_host(hostname):
-        return _std.gethostbyname(hostname)
-    return _resolve(_std.gethostbyname, hostname)
+        return _std_gethostbyname(hostname)
+    return _resolve(_std_gethostbyname, hostname)
 
 
 def gethostbyname_ex(  # type: ignore[no-redef]
     hostname: str,
 ) -> tuple[str, list[str], list[str]]:
     """The stdlib's ``gethostbyname_ex``, looked up in the resolver's thread pool."""
-    return _resolve(_std.gethostbyname_ex, hostname)
+    return _resolve(_std_gethostbyname_ex, hostname)
 
 
 def gethostbyaddr(  # type: ignore[no-redef]
     ip_address: str,
 ) -> tuple[str, list[str], list[str]]:
     """The stdlib's ``gethostbyaddr`` (a reverse lookup), in the resolver's thread pool."""
-    return _resolve(_std.gethostbyaddr, ip_address)
+    return _resolve(_std_gethostbyaddr, ip_address)
 
 
 def getnameinfo(  # type: ignore[no-redef]
@@ -507,5 +516,5 @@ def getnameinfo(  # type: ignore[no-redef]
     """The stdlib's ``getnameinfo``; numeric-only requests are answered at once."""
     numeric = _std.NI_NUMERICHOST | _std.NI_NUMERICSERV
     if flags & numeric == numeric:
-        return _std.getnameinfo(sockaddr, flags)
-    return _resolve(_std.getnameinfo, sockaddr, flags)
+        return _std_getnameinfo(sockaddr, flags)
+    return _resolve(_std_getnameinfo, sockaddr, flags)
