@@ -9,9 +9,10 @@ accept loop that starts one handler per connection, each handler looping ``recv(
 ``sendall(data)`` (TCP_NODELAY set on every accepted connection).  Only the socket module it is
 given and the way handlers are started differ:
 
-a. txgreen: ``txgreen.patch()`` and the stdlib's ``socket`` when txgreen has ``patch()``, else the
-   green module ``txgreen.green.socket`` itself; handlers started with ``txgreen.spawn``, the
-   accept loop in ``txgreen.run``'s main green thread; Twisted's epoll reactor;
+a. txgreen: ``txgreen.patch()`` and the stdlib's ``socket`` when txgreen has ``patch()`` (only
+   its socket and dns parts while a green module the others need is missing), else the green
+   module ``txgreen.green.socket`` itself; handlers started with ``txgreen.spawn``, the accept
+   loop in ``txgreen.run``'s main green thread; Twisted's epoll reactor;
 b. gevent: ``gevent.monkey.patch_all()``, handlers started with ``gevent.spawn``;
 c. eventlet: ``eventlet.monkey_patch()``, handlers started with ``eventlet.spawn`` (reported as
    unavailable, with the reason, if eventlet cannot be imported or patched);
@@ -125,13 +126,17 @@ def serve_txgreen(profile: str | None) -> None:
     import txgreen
 
     sockmod: ModuleType
-    patch: Callable[[], object] | None = getattr(txgreen, "patch", None)
+    patch: Callable[..., object] | None = getattr(txgreen, "patch", None)
     if patch is not None:
-        patch()
+        try:
+            patch()
+            how = "txgreen.patch(), the stdlib's socket module"
+        except ImportError as e:  # a green module patch() wants is not written yet
+            patch(ssl=False, select=False, selectors=False, time=False)
+            how = f"txgreen.patch() of socket and dns only ({e}), the stdlib's socket module"
         import socket
 
         sockmod = socket
-        how = "txgreen.patch(), the stdlib's socket module"
     else:
         from txgreen.green import socket as green_socket
 

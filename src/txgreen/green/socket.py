@@ -125,9 +125,9 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         except BlockingIOError:
             if self._green_timeout == 0.0:
                 raise  # non-blocking: the syscall's BlockingIOError as it is
-        return self._retry(write, fn, args, deadline)
+        return self._io_wait(write, fn, args, deadline)
 
-    def _retry(
+    def _io_wait(
         self,
         write: bool,
         fn: Callable[..., _T],
@@ -231,7 +231,7 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         except BlockingIOError:
             if self._green_timeout == 0.0:
                 raise
-        return self._retry(False, _StdSocket.recv, (self, bufsize, flags))
+        return self._io_wait(False, _StdSocket.recv, (self, bufsize, flags))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; the number of bytes received."""
