@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +138,34 @@ def test_smoke_report_has_every_variant_and_the_targets() -> None:
     ]
     assert lines[29].startswith("note: ")
     assert re.fullmatch(r"total time: \d+\.\d s", lines[31]), lines[31]
+
+
+ONLY_TXGREEN_EVENTLET = ["--only", "txgreen", "--only", "eventlet"]
+
+
+def test_an_eventlet_that_cannot_be_imported_is_reported_unavailable(tmp_path: Path) -> None:
+    # A package named eventlet that fails to import, ahead of the real one on the path.
+    (tmp_path / "eventlet").mkdir()
+    (tmp_path / "eventlet" / "__init__.py").write_text('raise ImportError("no eventlet here")\n')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONIOENCODING="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_green_socket.py", "--smoke", *ONLY_TXGREEN_EVENTLET],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    lines = proc.stdout.splitlines()
+    reason = "eventlet cannot be imported or patched here (ImportError: no eventlet here)"
+    assert f"  c. eventlet (monkey_patch): unavailable: {reason}" in lines
+    header = [i for i, line in enumerate(lines) if line.endswith("(round trips per second)")]
+    assert len(header) == 1, lines
+    rows = lines[header[0] :]
+    assert re.fullmatch(r"  a\. txgreen +[\d,]+ +[\d,]+", rows[1]), rows
+    assert re.fullmatch(r"  c\. eventlet \(monkey_patch\) +- +-   unavailable", rows[2]), rows
+    assert "  txgreen / eventlet 100 conns:   unavailable (eventlet did not run)" in lines
+    # The target against gevent is not printed as met or missed: gevent was not asked for.
+    assert "  txgreen / gevent 100 conns:     unavailable (gevent did not run)" in lines
