@@ -256,12 +256,17 @@ def notify_close(fd: int) -> None:
 
 
 def is_watched(fd: int) -> bool:
-    """Does some green thread wait on ``fd`` (is it in the registry)?"""
+    """Is ``fd`` in the registry: does a green thread wait on it (or did one, woken by it, not
+    give control back yet after a managed wait: see the module's docstring)?"""
     return fd in _watches
 
 
 def watched_fds() -> dict[int, tuple[bool, bool]]:
-    """fd -> (someone waits to read, someone waits to write), for tests and debugging."""
+    """fd -> (someone waits to read, someone waits to write), for tests and debugging.
+
+    ``(False, False)`` is an fd whose managed wait has ended while the thread it woke has not
+    given control back yet; it leaves the registry when the thread does.
+    """
     return {fd: (w.reader is not None, w.writer is not None) for fd, w in _watches.items()}
 
 
