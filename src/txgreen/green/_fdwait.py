@@ -63,6 +63,10 @@ __all__ = [
     "watched_fds",
 ]
 
+# The stdlib's originals, bound now: after txgreen.patch() the select module's names are green.
+_std_poll = getattr(select, "poll", None)
+_std_select = select.select
+
 # fd -> its watch, for the fds some green thread is waiting on (in the reactor's thread only).
 _watches: dict[int, _FdWatch] = {}
 
@@ -279,8 +283,8 @@ def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
     behave like the stdlib's blocking calls.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    if hasattr(select, "poll"):
-        poller = select.poll()
+    if _std_poll is not None:
+        poller = _std_poll()
         poller.register(fd, select.POLLOUT if write else select.POLLIN)
         while True:
             ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
@@ -290,7 +294,7 @@ def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
                 return False
     while True:  # pragma: no cover - platforms without poll()
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        r, w, _ = select.select([] if write else [fd], [fd] if write else [], [], left)
+        r, w, _ = _std_select([] if write else [fd], [fd] if write else [], [], left)
         if r or w:
             return True
         if deadline is not None and time.monotonic() >= deadline:
@@ -409,8 +413,10 @@ def wait_many(
             taken.append(watch)
             if fd in read_fds:
                 watch.reader = waiter
+                watch.keep_reader = False
             if fd in write_fds:
                 watch.writer = waiter
+                watch.keep_writer = False
             watch.update()
         try:
             return wait_timed(waiter, timeout) is not TIMED_OUT
