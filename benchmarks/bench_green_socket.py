@@ -9,10 +9,9 @@ accept loop that starts one handler per connection, each handler looping ``recv(
 ``sendall(data)`` (TCP_NODELAY set on every accepted connection).  Only the socket module it is
 given and the way handlers are started differ:
 
-a. txgreen: ``txgreen.patch()`` and the stdlib's ``socket`` when txgreen has ``patch()`` (only
-   its socket and dns parts while a green module the others need is missing), else the green
-   module ``txgreen.green.socket`` itself; handlers started with ``txgreen.spawn``, the accept
-   loop in ``txgreen.run``'s main green thread; Twisted's epoll reactor;
+a. txgreen: ``txgreen.patch()`` and the stdlib's ``socket``; handlers started with
+   ``txgreen.spawn``, the accept loop in ``txgreen.run``'s main green thread; Twisted's epoll
+   reactor;
 b. gevent: ``gevent.monkey.patch_all()``, handlers started with ``gevent.spawn``;
 c. eventlet: ``eventlet.monkey_patch()``, handlers started with ``eventlet.spawn`` (reported as
    unavailable, with the reason, if eventlet cannot be imported or patched);
@@ -125,26 +124,13 @@ def serve_txgreen(profile: str | None) -> None:
     epollreactor.install()  # type: ignore[no-untyped-call]
     import txgreen
 
-    sockmod: ModuleType
-    patch: Callable[..., object] | None = getattr(txgreen, "patch", None)
-    if patch is not None:
-        try:
-            patch()
-            how = "txgreen.patch(), the stdlib's socket module"
-        except ImportError as e:  # a green module patch() wants is not written yet
-            patch(ssl=False, select=False, selectors=False, time=False)
-            how = f"txgreen.patch() of socket and dns only ({e}), the stdlib's socket module"
-        import socket
+    txgreen.patch()
+    import socket
 
-        sockmod = socket
-    else:
-        from txgreen.green import socket as green_socket
-
-        sockmod = green_socket
-        how = "txgreen.green.socket (txgreen has no patch() yet)"
+    how = "txgreen.patch(), the stdlib's socket module"
     detail = f"{how}; txgreen.spawn; Twisted's epoll reactor"
     _run_profiled(
-        lambda: txgreen.run(echo_server, sockmod, txgreen.spawn, _announcer(detail)), profile
+        lambda: txgreen.run(echo_server, socket, txgreen.spawn, _announcer(detail)), profile
     )
 
 
