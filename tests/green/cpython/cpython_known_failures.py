@@ -30,6 +30,14 @@ KNOWN_FAILURES: dict[str, str] = {
         "replaces socket.socket with a mock that times out; the green create_connection "
         "makes its own green sockets, so it connects for real (and is refused)"
     ),
+    "test.test_select.SelectTestCase.test_disallow_instantiation": (
+        "the green poll object's type is a Python class, which can be instantiated directly "
+        "(the stdlib's C type cannot)"
+    ),
+    "test.test_selectors.DefaultSelectorTestCase.test_select_interrupt_exc": _SIGNAL,
+    "test.test_selectors.EpollSelectorTestCase.test_select_interrupt_exc": _SIGNAL,
+    "test.test_selectors.PollSelectorTestCase.test_select_interrupt_exc": _SIGNAL,
+    "test.test_selectors.SelectSelectorTestCase.test_select_interrupt_exc": _SIGNAL,
     "test.test_socket.GeneralModuleTests.testRefCountGetNameInfo": (
         "counts references to a bad argument while its TypeError is handled: the traceback "
         "holds the frame of the green getnameinfo, a Python function, and so the argument"

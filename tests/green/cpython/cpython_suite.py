@@ -35,7 +35,7 @@ MODULES = [
     "test.test_ssl",
 ]
 PARTS = ("socket", "dns", "ssl", "select", "selectors", "time")
-DEADLINE = 20.0  # seconds one test may run before it is recorded as hung
+DEADLINE = 10.0  # seconds one test may run before it is recorded as hung (slowest: 3.2)
 RUN_TIMEOUT = 150.0  # seconds one run of a module may take in all (restarts included)
 HUNG_STATUS = 3  # cpython_runner's exit status when a test hung
 PASSING = frozenset({"passed", "expected_failure"})
