@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -18,9 +20,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "cpython"))
 
 from cpython_known_failures import KNOWN_FAILURES, known_failure
-from cpython_suite import MODULES, PASSING, Run, regressions, run_all, table
+from cpython_suite import MODULES, PASSING, Run, regressions, run_all, run_module, table
 
-pytestmark = [
+SLOW = [
     pytest.mark.cpython_suite,
     pytest.mark.single_reactor,  # each run is a process with its own reactor
     pytest.mark.timeout(600),  # the first test runs every selected module (2 at a time)
@@ -50,7 +52,7 @@ def _problems(run: Run) -> str:
     return "\n".join(f"{run.module} ({mode}): {p}" for p in run.problems)
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [pytest.param(m, marks=SLOW) for m in MODULES])
 def test_patched_passes_what_plain_passes(module: str, results: dict[str, tuple[Run, Run]]) -> None:
     plain, patched = results[module]
     assert not plain.problems, _problems(plain)
@@ -84,3 +86,41 @@ def test_patched_passes_what_plain_passes(module: str, results: dict[str, tuple[
         f"{module}: known failures that name no test passing plain here (remove them from "
         f"tests/green/cpython/cpython_known_failures.py): {sorted(listed - matched)}"
     )
+
+
+HANGING = """
+    import unittest
+
+    import txgreen
+    from txgreen.green import _originals
+
+
+    class T(unittest.TestCase):
+        def test_blocks_the_reactor(self):
+            _originals.original("time").sleep(60)
+
+        def test_waits_forever(self):
+            txgreen.Event().wait()
+
+        def test_ok(self):
+            pass
+"""
+
+
+@pytest.mark.single_reactor
+@pytest.mark.timeout(60)
+def test_a_hanging_test_is_named_and_the_module_runs_on(tmp_path: Path) -> None:
+    (tmp_path / "hanging_module.py").write_text(textwrap.dedent(HANGING))
+    began = time.monotonic()
+    run = run_module("hanging_module", patched=True, deadline=1.0, path=str(tmp_path))
+    assert not run.problems
+    # The reactor's deadline ends a green wait; the OS watchdog ends a blocked reactor (the
+    # run restarts after that test).
+    assert run.hung == ["hanging_module.T.test_blocks_the_reactor"]
+    assert {t: r["outcome"] for t, r in run.results.items()} == {
+        "hanging_module.T.test_blocks_the_reactor": "hung",
+        "hanging_module.T.test_waits_forever": "hung",
+        "hanging_module.T.test_ok": "passed",
+    }
+    assert "txgreen.Timeout" in run.results["hanging_module.T.test_waits_forever"]["detail"]
+    assert time.monotonic() - began < 30

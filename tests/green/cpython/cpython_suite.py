@@ -51,10 +51,12 @@ def available_parts() -> list[str]:
     return found
 
 
-def command(module: str, patched: bool, out: Path, skip: Path) -> list[str]:
+def command(
+    module: str, patched: bool, out: Path, skip: Path, deadline: float = DEADLINE
+) -> list[str]:
     """The command line running ``module`` once (plain or patched)."""
     runner = [str(RUNNER), module, "--out", str(out), "--skip", str(skip)]
-    runner += ["--deadline", str(DEADLINE)]
+    runner += ["--deadline", str(deadline)]
     if not patched:
         return [sys.executable, *runner]
     parts = available_parts()
@@ -98,12 +100,24 @@ class Run:
         return Counter(r["outcome"] for r in self.results.values())
 
 
-def run_module(module: str, patched: bool, skip: Sequence[str] = ()) -> Run:
-    """Run ``module`` to its end, restarting past each test that hangs (``skip``: not run)."""
+def run_module(
+    module: str,
+    patched: bool,
+    skip: Sequence[str] = (),
+    *,
+    deadline: float = DEADLINE,
+    path: str | None = None,
+) -> Run:
+    """Run ``module`` to its end, restarting past each test that hangs (``skip``: not run).
+
+    ``deadline``: the seconds each test may run; ``path``: a folder to import it from.
+    """
     run = Run(module, patched)
     began = time.monotonic()
     env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
     env.pop("PYTHONWARNINGS", None)
+    if path is not None:
+        env["PYTHONPATH"] = path
     with tempfile.TemporaryDirectory(prefix="txgreen-cpython-") as tmp:
         out, skipfile = Path(tmp, "out.json"), Path(tmp, "skip.txt")
         while True:
@@ -112,7 +126,7 @@ def run_module(module: str, patched: bool, skip: Sequence[str] = ()) -> Run:
             left = RUN_TIMEOUT - (time.monotonic() - began)
             try:
                 proc = subprocess.run(
-                    command(module, patched, out, skipfile),
+                    command(module, patched, out, skipfile, deadline),
                     cwd=tmp,
                     env=env,
                     capture_output=True,
