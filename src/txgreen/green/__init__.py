@@ -1,9 +1,10 @@
 """Green versions of standard library modules, and the ``@txgreen.green`` decorator.
 
-The package holds one module per stdlib module it mirrors.  So far: :mod:`txgreen.green.socket`
-(the ``socket`` module, cooperative, with the name service in a thread pool of its own).
-``ssl``, ``select``, ``selectors``, ``time`` and ``txgreen.patch()`` are not built yet (issue
-10); see docs/green.md.
+The package holds one module per stdlib module it mirrors: :mod:`txgreen.green.socket` (with the
+name service in a thread pool of its own), :mod:`txgreen.green.ssl`, :mod:`txgreen.green.select`,
+:mod:`txgreen.green.selectors` and :mod:`txgreen.green.time`, over one fd registry
+(``_fdwait``).  ``txgreen.patch()`` (``_patch``) installs them in the stdlib's modules, keeping
+Twisted on pristine copies (``_originals``); see docs/green.md.
 
 Calling the package itself is calling the decorator (``txgreen.green`` named it first):
 ``@txgreen.green`` on a sync-style function makes each call run it in a new green thread and

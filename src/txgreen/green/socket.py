@@ -189,7 +189,7 @@ class socket(_StdSocket):  # type: ignore[no-redef]
     def connect_ex(self, address: Any, /) -> int:
         """Like :meth:`connect`, returning an errno (0 on success) instead of raising OSError."""
         try:
-            self.connect(address)
+            socket.connect(self, address)  # this class's (an SSLSocket's connect wraps it)
         except _std.gaierror:
             raise
         except TimeoutError as e:
