@@ -143,8 +143,7 @@ def slow_http_server(
     if cert_file is not None and key_file is not None:
         from twisted.internet import ssl as tssl
 
-        pem = cert_file.read_bytes() + key_file.read_bytes()
-        tls = tssl.PrivateCertificate.loadPEM(pem).options()  # type: ignore[no-untyped-call]
+        tls = tssl.DefaultOpenSSLContextFactory(str(key_file), str(cert_file))  # type: ignore[no-untyped-call]
     with listening(site, Served, tls) as served:
         site.resource = _SlowResource(served, delay)
         yield served
