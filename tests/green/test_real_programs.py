@@ -22,9 +22,11 @@ import importlib.util
 import itertools
 import smtplib
 import socket
+import socketserver
 import ssl
 import statistics
 import struct
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +42,7 @@ from twisted.internet import protocol, reactor
 
 import txgreen
 from txgreen.green import _fdwait
+from txgreen.green import socket as gsocket
 
 R: Any = reactor
 V = TypeVar("V")
@@ -297,6 +300,116 @@ def test_smtplib_hundred_clients_at_once() -> None:
     proof.check()
 
 
+# -- socketserver ----------------------------------------------------------------------------
+
+
+class SlowUpper(socketserver.StreamRequestHandler):
+    """A handler written for plain sockets: reads a line, takes its time, answers it upper-cased."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        time.sleep(DELAY)
+        self.wfile.write(line.upper())
+        served_by.append((threading.get_ident(), type(self.request)))
+
+
+served_by: list[tuple[int | None, type]] = []  # (thread, request socket type) per request
+
+
+class GreenThreadingMixIn:
+    """A socketserver mix-in handling each request in a green thread (ThreadingMixIn's shape)."""
+
+    handlers: list[txgreen.GreenThread[None]]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a green thread for the request and return to ``serve_forever`` at once."""
+        self.handlers.append(txgreen.spawn(self.process_request_green, request, client_address))
+
+    def process_request_green(self, request: Any, client_address: Any) -> None:
+        """What ThreadingMixIn.process_request_thread does, in a green thread."""
+        server: Any = self
+        try:
+            server.finish_request(request, client_address)
+        except Exception:
+            server.handle_error(request, client_address)
+        finally:
+            server.shutdown_request(request)
+
+
+class GreenTCPServer(GreenThreadingMixIn, socketserver.TCPServer):
+    """socketserver.TCPServer with a green thread per request."""
+
+    request_queue_size = 1024  # a hundred clients connect at once
+    allow_reuse_address = True
+
+
+def ask(port: int, i: int) -> bytes:
+    """A client written for plain sockets."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"hello %d\n" % i)
+        with s.makefile("rb") as answer:
+            return answer.readline()
+
+
+def expected_answers(n: int = N) -> list[bytes]:
+    return [b"HELLO %d\n" % i for i in range(n)]
+
+
+@pytest.mark.skipif(
+    bool(_missing_parts()), reason="needs txgreen.green.selectors and time (not merged yet)"
+)
+def test_socketserver_tcp_server_with_green_threads() -> None:
+    # serve_forever runs in a green thread: its selector (socketserver._ServerSelector, bound
+    # at import) is the green one after patch(), so it parks instead of blocking the reactor.
+    served_by.clear()
+    server = GreenTCPServer(("127.0.0.1", 0), SlowUpper)
+    server.handlers = []
+    port = server.server_address[1]
+    serving = txgreen.spawn(server.serve_forever, 0.05)
+    try:
+        answers, proof = concurrently("socketserver.TCPServer, green", lambda i: ask(port, i))
+    finally:
+        txgreen.call_in_thread(server.shutdown)  # from another thread, as the stdlib wants
+        server.server_close()
+    assert serving.join(timeout=5)
+    assert txgreen.joinall(server.handlers, timeout=5)
+    assert answers == expected_answers()
+    assert len(served_by) == N
+    assert {thread for thread, _ in served_by} == {threading.get_ident()}  # the reactor's
+    assert {kind for _, kind in served_by} == {gsocket.socket}
+    proof.check()
+
+
+def test_stdlib_threading_tcp_server_in_os_threads() -> None:
+    # The stdlib's own ThreadingTCPServer, unmodified, with serve_forever in an OS thread and a
+    # thread per request: its (patched) sockets, selector and time.sleep block those OS threads
+    # like the stdlib's, while green clients talk to it without blocking the reactor.
+    served_by.clear()
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SlowUpper, bind_and_activate=False)
+    server.request_queue_size = 1024  # before listen(): a hundred clients connect at once
+    server.server_bind()
+    server.server_activate()
+    port = server.server_address[1]
+    serving = threading.Thread(target=server.serve_forever, args=(0.05,), name="serve_forever")
+    serving.start()
+    try:
+        answers, proof = concurrently(
+            "socketserver.ThreadingTCPServer, OS threads", lambda i: ask(port, i)
+        )
+    finally:
+        txgreen.call_in_thread(server.shutdown)
+        txgreen.call_in_thread(server.server_close)  # joins the request threads
+        txgreen.call_in_thread(serving.join, 5)
+    assert not serving.is_alive()
+    assert answers == expected_answers()
+    assert len(served_by) == N
+    threads = {thread for thread, _ in served_by}
+    assert threading.get_ident() not in threads  # never the reactor's thread
+    assert len(threads) > 1
+    assert {kind for _, kind in served_by} == {gsocket.socket}  # patched, used in OS threads
+    proof.check()
+
+
 # -- faults ---------------------------------------------------------------------------------------
 
 
@@ -410,3 +523,62 @@ def test_peer_reset_mid_response() -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=5) as r,
         ):
             r.read()
+
+
+def test_a_thousand_sockets_at_once() -> None:
+    # A plain-socket server and its clients, both through the patched module: n connections
+    # are 2n sockets, and n green threads wait on them at once in each phase. The select
+    # reactor cannot watch fd numbers at or above FD_SETSIZE (1024): a little less there.
+    n = 450 if "select" in type(R).__module__ else 500
+    go = txgreen.Event()
+    handlers: list[txgreen.GreenThread[None]] = []
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            request = conn.recv(100)
+            go.wait()
+            conn.sendall(b"re:" + request)
+
+    def serve(listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            handlers.append(txgreen.spawn(handle, conn))
+
+    def waiting_readers() -> set[int]:
+        return {fd for fd, (reading, _) in _fdwait.watched_fds().items() if reading}
+
+    def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            txgreen.sleep(0.01)
+
+    with socket.create_server(("127.0.0.1", 0), backlog=1024) as listener:
+        server = txgreen.spawn(serve, listener)
+        clients: list[socket.socket] = []
+        try:
+            for _ in range(n):
+                clients.append(socket.create_connection(listener.getsockname(), timeout=10))
+            client_fds = {c.fileno() for c in clients}
+            # Every server-side socket has a green thread waiting in recv (and the listener).
+            until(lambda: len(waiting_readers() - client_fds) == n + 1)
+            assert all(isinstance(c, gsocket.socket) for c in clients)
+
+            def exchange(i: int) -> bytes:
+                clients[i].sendall(b"%d" % i)
+                return clients[i].recv(100)
+
+            exchanges = [txgreen.spawn(exchange, i) for i in range(n)]
+            # Now every client socket has a green thread waiting in recv.
+            until(lambda: waiting_readers() == client_fds | {listener.fileno()})
+            go.set()
+            assert [e.get(timeout=10) for e in exchanges] == [b"re:%d" % i for i in range(n)]
+        finally:
+            for c in clients:
+                c.close()
+            listener.close()
+        assert server.join(timeout=5)
+        assert txgreen.joinall(handlers, timeout=5)
