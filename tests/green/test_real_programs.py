@@ -17,6 +17,7 @@ DelayedCalls, green threads, open sockets) and an empty fd registry.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import importlib.util
 import itertools
@@ -161,6 +162,10 @@ def concurrently(
         spans[i] = (started, time.monotonic())
         return result
 
+    # The objects the test process already holds (pytest's, other test modules') are kept out
+    # of the garbage collector meanwhile: a full pass over them takes 20-50 ms here, a late
+    # tick that belongs to the test harness, not to the program measured.
+    gc.freeze()
     tick = txgreen.spawn(ticker)
     txgreen.sleep(2 * PERIOD)  # ticking before the clients start
     start = time.monotonic()
@@ -170,6 +175,7 @@ def concurrently(
     finally:
         for c in clients:
             c.kill(block=False)
+        gc.unfreeze()
     elapsed = time.monotonic() - start
     stop.set()
     assert tick.join(timeout=5)
@@ -459,11 +465,11 @@ def test_connect_timeout(full_backlog_port: int) -> None:
     started = time.monotonic()
     with pytest.raises(urllib.error.URLError) as caught:
         get_with_urllib(f"http://127.0.0.1:{full_backlog_port}/", timeout=timeout)
-    assert isinstance(caught.value.reason, TimeoutError)
-    assert isinstance(caught.value.reason, socket.timeout)
+    assert isinstance(caught.value.reason, socket.timeout)  # TimeoutError: the same class
+    assert timeout * 0.9 < time.monotonic() - started < timeout + 1
     started = time.monotonic()
     conn = http.client.HTTPConnection("127.0.0.1", full_backlog_port, timeout=timeout)
-    with pytest.raises(socket.timeout):
+    with pytest.raises(socket.timeout, match="timed out"):
         get_with_http_client(conn, "/")
     assert timeout * 0.9 < time.monotonic() - started < timeout + 1
 
