@@ -41,6 +41,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_echo.py --smoke
 	$(BIN)/python benchmarks/bench_memory.py --smoke
 	$(BIN)/python benchmarks/bench_wsgi.py --smoke
+	$(BIN)/python benchmarks/bench_green_socket.py --smoke
 
 test: lint typecheck docs pytest reactors bench-smoke
 
@@ -51,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_echo.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_wsgi.py
+	$(BIN)/python benchmarks/bench_green_socket.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

@@ -38,19 +38,18 @@ def T(p: protocol.Protocol) -> Any:
     return p.transport
 
 
-# Parts whose green module exists; the default patch() patches them all.
-PARTS = {"socket", "dns"}
+PARTS = {"socket", "dns", "ssl", "select", "selectors", "time"}  # the default patch()
 STD_SOCKET_NAMES = ["socket", "create_connection", "create_server", "fromfd", "socketpair"]
 
 
 @pytest.fixture
 def patched_stdlib() -> Iterator[None]:
-    """Patch the parts in PARTS for the test, then unpatch (PatchWarnings about pytest's own
+    """Patch everything for the test, then unpatch (PatchWarnings about pytest's own
     modules, which imported names before the test patched, are expected here)."""
     before = {name: getattr(socket, name) for name in STD_SOCKET_NAMES}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", txgreen.PatchWarning)
-        txgreen.patch(**{part: part in PARTS for part in ("socket", "dns")}, **_others_off())
+        txgreen.patch()
     try:
         yield
     finally:
@@ -60,7 +59,7 @@ def patched_stdlib() -> Iterator[None]:
 
 
 def _others_off() -> dict[str, bool]:
-    return {part: False for part in ("ssl", "select", "selectors", "time") if part not in PARTS}
+    return {part: False for part in ("ssl", "select", "selectors", "time")}
 
 
 class Echo(protocol.Protocol):
@@ -96,6 +95,53 @@ def test_patch_with_everything_off_changes_nothing() -> None:
     txgreen.patch(socket=False, dns=False, ssl=False, select=False, selectors=False, time=False)
     assert txgreen.patched() == frozenset()
     assert socket.socket is not gsocket.socket
+
+
+@pytest.mark.usefixtures("patched_stdlib")
+def test_the_default_patch_covers_every_part() -> None:
+    import select
+    import selectors
+
+    from txgreen.green import select as gselect
+    from txgreen.green import selectors as gselectors
+    from txgreen.green import ssl as gssl
+    from txgreen.green import time as gtime
+
+    assert txgreen.patched() == PARTS
+    assert select.select is gselect.select
+    assert select.poll is gselect.poll
+    assert selectors.DefaultSelector is gselectors.DefaultSelector
+    assert time.sleep is gtime.sleep
+    assert ssl.SSLContext.sslsocket_class is gssl.SSLSocket
+    # Twisted's and asyncio's modules keep the originals of every copied module.
+    import asyncio.selector_events
+
+    import twisted.internet.selectreactor
+
+    kept = {
+        "select": vars(twisted.internet.selectreactor)["select"],
+        "selectors": vars(asyncio.selector_events)["selectors"],
+        "socket": vars(asyncio.selector_events)["socket"],
+    }
+    assert kept == {name: _originals.original(name) for name in kept}
+
+
+def test_a_tls_context_made_before_patching_makes_green_sockets() -> None:
+    from txgreen.green import ssl as gssl
+
+    context = ssl.create_default_context()  # made with the stdlib, before patching
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", txgreen.PatchWarning)
+        txgreen.patch()
+    try:
+        a, b = socket.socketpair()
+        with a, b:
+            tls = context.wrap_socket(a, server_hostname="x", do_handshake_on_connect=False)
+            with tls:
+                assert isinstance(tls, gssl.SSLSocket)
+    finally:
+        txgreen.unpatch()
+    assert ssl.SSLContext.sslsocket_class is ssl.SSLSocket
 
 
 def test_unknown_part_is_a_type_error() -> None:

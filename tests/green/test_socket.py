@@ -22,7 +22,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 
 import txgreen
-from support import in_reactor_callback
+from support import in_reactor_callback, log_events
 from txgreen.green import _fdwait
 from txgreen.green import socket as gsocket
 
@@ -531,6 +531,82 @@ def test_reader_killed_or_timed_out_leaves_nothing_registered() -> None:
         assert _fdwait.watched_fds() == {}
         b.send(b"ok")
         assert a.recv(10) == b"ok"
+
+
+def registered_readers() -> set[int]:
+    """The fds of txgreen's watches the reactor reads."""
+    return {r.fileno() for r in R.getReaders() if isinstance(r, _fdwait._FdWatch)}
+
+
+def test_back_to_back_waits_keep_the_reactor_registration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A thread woken by readiness that waits to read again before giving control back (a
+    # ping-pong connection) stays registered: no remove/add pair per message.  One that does
+    # not wait again is unregistered as its wake-up ends.
+    added: list[int] = []
+    add_reader = R.addReader
+
+    def counting_add_reader(reader: Any) -> None:
+        added.append(reader.fileno())
+        add_reader(reader)
+
+    monkeypatch.setattr(R, "addReader", counting_add_reader)
+    a, b = gsocket.socketpair()
+    with a, b:
+
+        def echo() -> None:
+            while data := b.recv(100):
+                b.sendall(data)
+
+        echoer = txgreen.spawn(echo)
+        for i in range(50):
+            a.sendall(b"%d" % i)
+            assert a.recv(100) == b"%d" % i
+        # Each side was registered once for its 50 waits.
+        assert (added.count(a.fileno()), added.count(b.fileno())) == (1, 1)
+        # This thread was woken by ``a``'s readiness and has not given control back since, so
+        # ``a`` is still registered; once it does (and does not wait on ``a``), it is not.
+        assert registered_readers() == {a.fileno(), b.fileno()}
+        assert _fdwait.watched_fds() == {a.fileno(): (False, False), b.fileno(): (True, False)}
+        txgreen.sleep(0.01)
+        assert registered_readers() == {b.fileno()}  # the echoer waits
+        a.shutdown(gsocket.SHUT_WR)
+        assert echoer.join(timeout=5)  # woken by the end of stream, it did not wait again
+        assert registered_readers() == set()
+        assert _fdwait.watched_fds() == {}
+
+
+def test_a_socket_dropped_unclosed_right_after_its_wake_up_leaves_nothing_behind() -> None:
+    # The dropped socket's registration outlives its wake-up; the socket's finaliser takes it
+    # off the reactor before the fd is closed (else the reactor would log EBADF).
+    a, b = gsocket.socketpair()
+    with a, log_events(lambda e: e.get("isError", False)) as errors:
+
+        def handler(conn: gsocket.socket) -> bytes:
+            return conn.recv(10)  # then ``conn`` is dropped, unclosed
+
+        thread = txgreen.spawn(handler, b)
+        del b
+        txgreen.sleep(0.01)
+
+        def wake_it() -> bytes:
+            a.send(b"x")
+            got = thread.get(timeout=5)
+            txgreen.sleep(0.01)  # (the wake-up has surely ended)
+            return got
+
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            got = wake_it()
+        assert got == b"x"
+        assert registered_readers() == set()
+        assert _fdwait.watched_fds() == {}
+        # The fd number is free again, and a new socket on it gets its events.
+        c, d = gsocket.socketpair()
+        with c, d:
+            d.send(b"y")
+            assert c.recv(10) == b"y"
+    assert errors == []
 
 
 # -- outside green threads: OS threads and the hub ------------------------------------------------

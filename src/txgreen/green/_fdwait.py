@@ -13,6 +13,17 @@ dropped from the registry.  So nothing is left in the reactor between waits, and
 number starts from a clean slate.  :func:`notify_close` (called by the socket before it closes
 its fd) takes the watch off the reactor and wakes its waiters with ``OSError(EBADF)``.
 
+One exception saves the reactor two system calls per wait (an ``epoll_ctl`` pair on epoll) on
+a busy connection: a wait made with ``managed=True`` (the green socket's) is settled only *after*
+its wake-up.  The woken thread runs inside the reactor's callback; if it waits for the same fd
+and direction again before it gives control back (a ping-pong connection does, after each
+message), the registration is simply kept; otherwise it is taken off when the callback ends.
+Meanwhile (while the woken thread runs) its fd is still in the registry and the reactor with
+nobody waiting on it; once the thread waits on anything or ends, it is gone.  ``managed`` is for
+fds whose owner calls :func:`before_close` before the fd is closed in *every* way (the green
+socket does so in ``close``, ``detach`` and its finaliser): an fd closed behind the registry's
+back while registered would leave the reactor watching a dead (or recycled) fd number.
+
 Each direction has one waiter at a time: a second green thread waiting to read (or to write)
 the same fd gets :class:`~txgreen.errors.ConcurrentWaitError`.
 
@@ -26,6 +37,7 @@ import errno
 import select
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from greenlet import getcurrent
@@ -45,10 +57,15 @@ __all__ = [
     "is_watched",
     "notify_close",
     "wait",
+    "wait_many",
     "wait_readable",
     "wait_writable",
     "watched_fds",
 ]
+
+# The stdlib's originals, bound now: after txgreen.patch() the select module's names are green.
+_std_poll = getattr(select, "poll", None)
+_std_select = select.select
 
 # fd -> its watch, for the fds some green thread is waiting on (in the reactor's thread only).
 _watches: dict[int, _FdWatch] = {}
@@ -62,7 +79,16 @@ def _closed_error(fd: int) -> OSError:
 class _FdWatch:
     """The reactor's view of one fd: at most one reading and one writing waiter."""
 
-    __slots__ = ("fd", "reactor", "reader", "reading", "writer", "writing")
+    __slots__ = (
+        "fd",
+        "keep_reader",
+        "keep_writer",
+        "reactor",
+        "reader",
+        "reading",
+        "writer",
+        "writing",
+    )
 
     def __init__(self, fd: int, reactor: Any) -> None:
         self.fd = fd
@@ -71,6 +97,9 @@ class _FdWatch:
         self.writer: Waiter | None = None
         self.reading = False  # registered with reactor.addReader
         self.writing = False  # registered with reactor.addWriter
+        # The current reading (writing) wait is settled after its wake-up (a managed wait).
+        self.keep_reader = False
+        self.keep_writer = False
 
     def __repr__(self) -> str:
         return f"<txgreen fd watch {self.fd} reader={self.reader!r} writer={self.writer!r}>"
@@ -86,17 +115,36 @@ class _FdWatch:
         return "txgreen-fd"
 
     def doRead(self) -> None:
-        """The fd is readable: wake the reading green thread (it retries its syscall)."""
-        waiter, self.reader = self.reader, None
-        self.update()
-        if waiter is not None:
+        """The fd is readable: wake the reading green thread (it retries its syscall).
+
+        After a managed wait the registration is settled only once the wake-up returns: the
+        woken thread usually runs right inside it and, if it waits to read again, the reactor
+        keeps watching the fd instead of forgetting and relearning it (see the module's doc).
+        """
+        waiter = self.reader
+        if waiter is None:
+            self.update()
+        elif self.keep_reader:
+            self.reader = None
+            waiter.resume()
+            self.update()
+        else:
+            self.reader = None
+            self.update()
             waiter.resume()
 
     def doWrite(self) -> None:
-        """The fd is writable: wake the writing green thread."""
-        waiter, self.writer = self.writer, None
-        self.update()
-        if waiter is not None:
+        """The fd is writable: wake the writing green thread (settled as :meth:`doRead`)."""
+        waiter = self.writer
+        if waiter is None:
+            self.update()
+        elif self.keep_writer:
+            self.writer = None
+            waiter.resume()
+            self.update()
+        else:
+            self.writer = None
+            self.update()
             waiter.resume()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -137,7 +185,14 @@ class _FdWatch:
             del _watches[self.fd]
 
 
-def _wait(hub: Hub, greenlet: Any, fd: int, write: bool, timeout: float | None) -> bool:
+def _wait(
+    hub: Hub,
+    greenlet: Any,
+    fd: int,
+    write: bool,
+    timeout: float | None,
+    managed: bool = False,
+) -> bool:
     watch = _watches.get(fd)
     if watch is None:
         watch = _watches[fd] = _FdWatch(fd, hub.reactor)
@@ -153,10 +208,15 @@ def _wait(hub: Hub, greenlet: Any, fd: int, write: bool, timeout: float | None) 
     waiter = Waiter(hub, greenlet)
     if write:
         watch.writer = waiter
+        watch.keep_writer = managed
+        registered = watch.writing
     else:
         watch.reader = waiter
+        watch.keep_reader = managed
+        registered = watch.reading
     try:
-        watch.update()
+        if not registered:  # (still registered when the thread waits again right after a wake)
+            watch.update()
         return wait_timed(waiter, timeout) is not TIMED_OUT
     finally:
         # A timeout, a kill or the shutdown ended the wait: stop watching for this waiter.
@@ -202,12 +262,17 @@ def notify_close(fd: int) -> None:
 
 
 def is_watched(fd: int) -> bool:
-    """Does some green thread wait on ``fd`` (is it in the registry)?"""
+    """Is ``fd`` in the registry: does a green thread wait on it (or did one, woken by it, not
+    give control back yet after a managed wait: see the module's docstring)?"""
     return fd in _watches
 
 
 def watched_fds() -> dict[int, tuple[bool, bool]]:
-    """fd -> (someone waits to read, someone waits to write), for tests and debugging."""
+    """fd -> (someone waits to read, someone waits to write), for tests and debugging.
+
+    ``(False, False)`` is an fd whose managed wait has ended while the thread it woke has not
+    given control back yet; it leaves the registry when the thread does.
+    """
     return {fd: (w.reader is not None, w.writer is not None) for fd, w in _watches.items()}
 
 
@@ -218,8 +283,8 @@ def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
     behave like the stdlib's blocking calls.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    if hasattr(select, "poll"):
-        poller = select.poll()
+    if _std_poll is not None:
+        poller = _std_poll()
         poller.register(fd, select.POLLOUT if write else select.POLLIN)
         while True:
             ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
@@ -229,7 +294,7 @@ def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
                 return False
     while True:  # pragma: no cover - platforms without poll()
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        r, w, _ = select.select([] if write else [fd], [fd] if write else [], [], left)
+        r, w, _ = _std_select([] if write else [fd], [fd] if write else [], [], left)
         if r or w:
             return True
         if deadline is not None and time.monotonic() >= deadline:
@@ -265,17 +330,19 @@ def green_caller() -> tuple[Hub, Any] | None:
     return hub, cur
 
 
-def wait(fd: int, write: bool, timeout: float | None) -> bool:
+def wait(fd: int, write: bool, timeout: float | None, *, managed: bool = False) -> bool:
     """Wait until ``fd`` is readable (or writable); False if ``timeout`` seconds passed.
 
     A green thread parks on the reactor; any other caller waits in the OS
-    (:func:`blocking_wait`).
+    (:func:`blocking_wait`).  ``managed=True`` lets the registration outlive the wake-up, for
+    fds whose owner calls :func:`before_close` before they are closed in every way (see the
+    module's docstring).
     """
     caller = green_caller()
     if caller is None:
         return blocking_wait(fd, write, timeout)
     hub, greenlet = caller
-    return _wait(hub, greenlet, fd, write, timeout)
+    return _wait(hub, greenlet, fd, write, timeout, managed)
 
 
 def before_close(fd: int) -> None:
@@ -291,3 +358,80 @@ def before_close(fd: int) -> None:
         from twisted.internet.threads import blockingCallFromThread
 
         blockingCallFromThread(hub.reactor, notify_close, fd)
+
+
+# -- one green thread waiting on many fds at once (select, poll, epoll, selectors) ---------------
+
+
+def _check_free(fds: Iterable[int], write: bool) -> None:
+    """Raise ConcurrentWaitError if another green thread already waits on one of ``fds``."""
+    for fd in fds:
+        watch = _watches.get(fd)
+        if watch is None:
+            continue
+        current = watch.writer if write else watch.reader
+        if current is not None and current.active:
+            direction = "write to" if write else "read from"
+            raise ConcurrentWaitError(
+                f"a green thread waits to {direction} fd {fd} ({current.greenlet!r}) and "
+                f"another selects on it for the same direction at once; an fd serves one "
+                "reading and one writing green thread at a time: select in the green thread "
+                "that does the I/O, or serialise the two with a txgreen.Lock"
+            )
+
+
+def wait_many(
+    hub: Hub,
+    greenlet: Any,
+    readers: Iterable[int],
+    writers: Iterable[int],
+    timeout: float | None = None,
+) -> bool:
+    """Park ``greenlet`` until one of ``readers`` is readable or one of ``writers`` writable.
+
+    True when something happened (an fd became ready, the reactor dropped one, or one was closed
+    through :func:`notify_close`): the caller asks its system call again to learn what, and
+    gets the stdlib's answer for a closed fd.  False if ``timeout`` seconds passed first (no
+    fds at all: a plain green sleep).  One :class:`~txgreen._hub.Waiter` is registered on
+    every fd's watch and taken off all of them however the wait ends (readiness, timeout, a
+    kill, an enclosing ``txgreen.Timeout``, an error), so nothing stays with the reactor.
+
+    An fd on which another green thread already waits for the same direction raises
+    :class:`~txgreen.errors.ConcurrentWaitError` before anything is registered.
+    """
+    read_fds = set(readers)
+    write_fds = set(writers)
+    _check_free(read_fds, False)
+    _check_free(write_fds, True)
+    waiter = Waiter(hub, greenlet)
+    taken: list[_FdWatch] = []
+    try:
+        for fd in read_fds | write_fds:
+            watch = _watches.get(fd)
+            if watch is None:
+                watch = _watches[fd] = _FdWatch(fd, hub.reactor)
+            taken.append(watch)
+            if fd in read_fds:
+                watch.reader = waiter
+                watch.keep_reader = False
+            if fd in write_fds:
+                watch.writer = waiter
+                watch.keep_writer = False
+            watch.update()
+        try:
+            return wait_timed(waiter, timeout) is not TIMED_OUT
+        except OSError as e:
+            if e is waiter.exc and e.errno == errno.EBADF:
+                return True  # closed meanwhile (notify_close): the caller's re-check tells
+            raise
+    finally:
+        for watch in taken:
+            mine = False
+            if watch.reader is waiter:
+                watch.reader = None
+                mine = True
+            if watch.writer is waiter:
+                watch.writer = None
+                mine = True
+            if mine:
+                watch.update()

@@ -120,23 +120,37 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         deadline: float | None = None,
     ) -> _T:
         """``fn(*args)``, waiting for readiness and retrying while it would block."""
+        try:
+            return fn(*args)
+        except BlockingIOError:
+            if self._green_timeout == 0.0:
+                raise  # non-blocking: the syscall's BlockingIOError as it is
+        return self._io_wait(write, fn, args, deadline)
+
+    def _io_wait(
+        self,
+        write: bool,
+        fn: Callable[..., _T],
+        args: tuple[Any, ...],
+        deadline: float | None = None,
+    ) -> _T:
+        """``fn(*args)`` would block: wait for readiness, then retry (until the timeout)."""
         timeout = self._green_timeout
-        if timeout == 0.0:
-            return fn(*args)  # non-blocking: the syscall's BlockingIOError as it is
+        fd = _StdSocket.fileno(self)
         while True:
-            try:
-                return fn(*args)
-            except BlockingIOError:
-                pass
             left = None
             if timeout is not None:
                 if deadline is None:
                     deadline = _monotonic() + timeout
                 left = deadline - _monotonic()
                 if left <= 0:
-                    raise _timed_out() from None
-            if not _fdwait.wait(_StdSocket.fileno(self), write, left):
+                    raise _timed_out()
+            if not _fdwait.wait(fd, write, left, managed=True):
                 raise _timed_out()
+            try:
+                return fn(*args)
+            except BlockingIOError:
+                pass
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -183,7 +197,7 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         left = None if deadline is None else deadline - _monotonic()
         if left is not None and left <= 0:
             raise _timed_out()
-        if not _fdwait.wait(_StdSocket.fileno(self), True, left):
+        if not _fdwait.wait(_StdSocket.fileno(self), True, left, managed=True):
             raise _timed_out()
 
     def connect_ex(self, address: Any, /) -> int:
@@ -212,7 +226,12 @@ class socket(_StdSocket):  # type: ignore[no-redef]
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
         """Receive up to ``bufsize`` bytes (b"" at end of stream)."""
-        return self._io(False, _StdSocket.recv, self, bufsize, flags)
+        try:  # the hot path, inlined: data is there
+            return _StdSocket.recv(self, bufsize, flags)
+        except BlockingIOError:
+            if self._green_timeout == 0.0:
+                raise
+        return self._io_wait(False, _StdSocket.recv, (self, bufsize, flags))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; the number of bytes received."""
@@ -249,10 +268,21 @@ class socket(_StdSocket):  # type: ignore[no-redef]
 
     def sendall(self, data: Any, flags: int = 0, /) -> None:
         """Send all of ``data``; the timeout bounds the whole call, as the stdlib's."""
-        view = memoryview(data).cast("B")
         timeout = self._green_timeout
         deadline = None if not timeout else _monotonic() + timeout
-        sent = 0
+        if data.__class__ is bytes:
+            # The hot path: a small message usually goes in one send.
+            try:
+                sent = _StdSocket.send(self, data, flags)
+            except BlockingIOError:
+                if timeout == 0.0:
+                    raise
+                sent = 0
+            if sent == len(data):
+                return
+        else:
+            sent = 0
+        view = memoryview(data).cast("B")
         total = len(view)
         while sent < total:
             sent += self._io(True, _StdSocket.send, self, view[sent:], flags, deadline=deadline)
@@ -279,6 +309,17 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         if fd >= 0:
             _fdwait.before_close(fd)  # before the fd number can be reused
         super()._real_close()  # type: ignore[misc]
+
+    def __del__(
+        self,
+        _std_del: Callable[[Any], None] = _StdSocket.__del__,  # type: ignore[attr-defined]
+    ) -> None:
+        # A socket dropped unclosed: its fd leaves the registry before the stdlib's finaliser
+        # closes it (the registration of a managed wait may outlive its wake-up).
+        fd = _StdSocket.fileno(self)
+        if fd >= 0 and _fdwait.is_watched(fd):
+            _fdwait.before_close(fd)
+        _std_del(self)
 
     def detach(self) -> int:
         """Stop managing the fd and return it (blocking again if the socket's timeout is None)."""
