@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import http.client
-import importlib.util
 import itertools
 import smtplib
 import socket
@@ -43,6 +42,7 @@ from twisted.internet import protocol, reactor
 
 import txgreen
 from txgreen.green import _fdwait
+from txgreen.green import selectors as gselectors
 from txgreen.green import socket as gsocket
 
 R: Any = reactor
@@ -54,15 +54,6 @@ PERIOD = 0.02  # the ticker's period
 SPREAD = 0.18  # the clients start within this many seconds (1.8 ms apart)
 
 
-def _missing_parts() -> dict[str, bool]:
-    """patch() flags off for the green modules not built yet on this branch."""
-    return {
-        part: False
-        for part in ("ssl", "select", "selectors", "time")
-        if importlib.util.find_spec(f"txgreen.green.{part}") is None
-    }
-
-
 @pytest.fixture(autouse=True)
 def patched_stdlib() -> Iterator[None]:
     """Every test runs with the stdlib patched, and unpatched after; the fd registry is empty.
@@ -72,7 +63,7 @@ def patched_stdlib() -> Iterator[None]:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", txgreen.PatchWarning)
-        txgreen.patch(**_missing_parts())
+        txgreen.patch()
     try:
         yield
     finally:
@@ -361,12 +352,10 @@ def expected_answers(n: int = N) -> list[bytes]:
     return [b"HELLO %d\n" % i for i in range(n)]
 
 
-@pytest.mark.skipif(
-    bool(_missing_parts()), reason="needs txgreen.green.selectors and time (not merged yet)"
-)
 def test_socketserver_tcp_server_with_green_threads() -> None:
     # serve_forever runs in a green thread: its selector (socketserver._ServerSelector, bound
     # at import) is the green one after patch(), so it parks instead of blocking the reactor.
+    assert socketserver._ServerSelector is gselectors.PollSelector  # type: ignore[attr-defined]
     served_by.clear()
     server = GreenTCPServer(("127.0.0.1", 0), SlowUpper)
     server.handlers = []
