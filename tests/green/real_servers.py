@@ -48,6 +48,12 @@ class Served:
     messages: list[tuple[bytes, list[bytes], bytes]] = field(default_factory=list)  # SMTP
     connections: int = 0  # connections accepted so far
 
+    def reset(self) -> None:
+        """Forget what was handled so far (before a test measures again)."""
+        self.requests.clear()
+        self.messages.clear()
+        self.connections = 0
+
 
 def _wait_until(done: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout

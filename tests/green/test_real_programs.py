@@ -17,6 +17,7 @@ DelayedCalls, green threads, open sockets) and an empty fd registry.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import http.client
 import itertools
@@ -51,6 +52,8 @@ V = TypeVar("V")
 N = 100  # clients per concurrency proof
 DELAY = 0.2  # seconds the server takes to answer each one
 PERIOD = 0.02  # the ticker's period
+JITTER = 0.2  # the most the ticker may deviate from its period (p90), as a fraction of it
+ATTEMPTS = 3  # measurements of the ticker before its jitter fails the test
 SPREAD = 0.18  # the clients start within this many seconds (1.8 ms apart)
 
 
@@ -84,6 +87,7 @@ class Proof:
     elapsed: float  # first client started -> last client finished
     intervals: list[float]  # between consecutive ticks of the ticker, in that time
     peak: int  # the most clients running at one moment
+    attempt: int = 1  # which measurement this is (see ``concurrently``)
 
     @property
     def serial(self) -> float:
@@ -109,18 +113,22 @@ class Proof:
             f"ticker {len(self.intervals)} intervals, median "
             f"{statistics.median(self.intervals) * 1000:.1f} ms, p90 jitter {self.jitter:.1%}, "
             f"max {max(self.intervals) * 1000:.1f} ms (period {PERIOD * 1000:.0f} ms)"
+            f"{'' if self.attempt == 1 else f', attempt {self.attempt}'}"
         )
 
-    def check(self) -> None:
-        """The clients ran concurrently, and the reactor kept serving the ticker meanwhile."""
-        print("\n" + self.summary())
+    def check_concurrent(self) -> None:
+        """The clients ran concurrently, and no call held the reactor while its server took
+        its time (that would be a gap of at least ``delay`` between two ticks)."""
         assert self.elapsed < 0.25 * self.serial, self.summary()
         assert self.peak >= 0.9 * self.n, self.summary()
         assert len(self.intervals) >= self.elapsed / PERIOD / 2, self.summary()
-        assert self.jitter < 0.2, self.summary()
-        # No call held the reactor while its server took its time: that would be a gap of
-        # at least ``delay`` between two ticks.
         assert max(self.intervals) < self.delay / 2, self.summary()
+
+    def check(self) -> None:
+        """All of :meth:`check_concurrent`, and the ticker kept its period."""
+        print("\n" + self.summary())
+        self.check_concurrent()
+        assert self.jitter < JITTER, self.summary()
 
 
 def most_at_once(spans: Iterable[tuple[float, float]]) -> int:
@@ -130,9 +138,32 @@ def most_at_once(spans: Iterable[tuple[float, float]]) -> int:
 
 
 def concurrently(
-    name: str, client: Callable[[int], V], n: int = N, spread: float = SPREAD
+    name: str,
+    client: Callable[[int], V],
+    n: int = N,
+    spread: float = SPREAD,
+    reset: Callable[[], None] = lambda: None,
 ) -> tuple[list[V], Proof]:
     """Run ``client(0)`` ... ``client(n - 1)`` each in its own green thread, with a ticker.
+
+    The concurrency checks must hold on every run. This machine has two cores shared with
+    other work: a run whose ticker was disturbed (jitter over the limit) is measured again, up
+    to ``ATTEMPTS`` times, after ``reset()`` (which makes the server forget the last run). A call
+    that blocks the reactor fails every run (the tick gap check, and the jitter).
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        reset()
+        results, proof = _measure(name, client, n, spread)
+        proof = dataclasses.replace(proof, attempt=attempt)
+        proof.check_concurrent()
+        if proof.jitter < JITTER:
+            break
+        print(f"\n{proof.summary()}: the ticker was disturbed, measuring again")
+    return results, proof
+
+
+def _measure(name: str, client: Callable[[int], V], n: int, spread: float) -> tuple[list[V], Proof]:
+    """One run of :func:`concurrently`.
 
     The clients start ``spread / n`` seconds apart, as real clients arrive, all within the
     time one of them takes (``Proof.peak`` counts how many ran at once).
@@ -204,6 +235,7 @@ def test_urllib_hundred_clients_at_once() -> None:
         pages, proof = concurrently(
             "urllib.request.urlopen (HTTP)",
             lambda i: get_with_urllib(f"http://127.0.0.1:{server.port}/page/{i}"),
+            reset=server.reset,
         )
         assert pages == expected_pages()
         assert sorted(server.requests) == sorted(b"/page/%d" % i for i in range(N))
@@ -217,6 +249,7 @@ def test_http_client_hundred_clients_at_once() -> None:
             lambda i: get_with_http_client(
                 http.client.HTTPConnection("127.0.0.1", server.port, timeout=10), f"/page/{i}"
             ),
+            reset=server.reset,
         )
         assert pages == expected_pages()
         assert server.connections == N
@@ -233,13 +266,23 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def test_https_with_urllib_hundred_clients_at_once(pki: Pki) -> None:
+    # The program installs one opener trusting the test CA, then calls urlopen(url) as usual
+    # (urlopen(url, context=...) would build a new opener, a dozen handlers, on every call).
     context = ssl.create_default_context(cafile=str(pki.ca_file))
-    with slow_http_server(DELAY, pki.cert_file, pki.key_file) as server:
-        pages, proof = concurrently(
-            "urllib.request.urlopen (HTTPS)",
-            lambda i: get_with_urllib(f"https://127.0.0.1:{server.port}/page/{i}", context=context),
-        )
-        assert pages == expected_pages()
+    urllib.request.install_opener(
+        urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+    )
+    try:
+        with slow_http_server(DELAY, pki.cert_file, pki.key_file) as server:
+            pages, proof = concurrently(
+                "urllib.request.urlopen (HTTPS)",
+                lambda i: get_with_urllib(f"https://127.0.0.1:{server.port}/page/{i}"),
+                reset=server.reset,
+            )
+            assert pages == expected_pages()
+            assert server.connections == N
+    finally:
+        urllib.request.install_opener(None)
     proof.check()
 
 
@@ -252,6 +295,7 @@ def test_https_with_http_client_hundred_clients_at_once(pki: Pki) -> None:
                 http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10, context=context),
                 f"/page/{i}",
             ),
+            reset=server.reset,
         )
         assert pages == expected_pages()
         assert server.connections == N
@@ -283,7 +327,9 @@ def send_mail(port: int, i: int) -> dict[str, tuple[int, bytes]]:
 
 def test_smtplib_hundred_clients_at_once() -> None:
     with slow_smtp_server(DELAY) as server:
-        refused, proof = concurrently("smtplib.SMTP", lambda i: send_mail(server.port, i))
+        refused, proof = concurrently(
+            "smtplib.SMTP", lambda i: send_mail(server.port, i), reset=server.reset
+        )
         assert refused == [{}] * N  # every recipient accepted
         # The server stored every message, each to its own recipient with its own text.
         assert len(server.messages) == N
@@ -356,13 +402,14 @@ def test_socketserver_tcp_server_with_green_threads() -> None:
     # serve_forever runs in a green thread: its selector (socketserver._ServerSelector, bound
     # at import) is the green one after patch(), so it parks instead of blocking the reactor.
     assert socketserver._ServerSelector is gselectors.PollSelector  # type: ignore[attr-defined]
-    served_by.clear()
     server = GreenTCPServer(("127.0.0.1", 0), SlowUpper)
     server.handlers = []
     port = server.server_address[1]
     serving = txgreen.spawn(server.serve_forever, 0.05)
     try:
-        answers, proof = concurrently("socketserver.TCPServer, green", lambda i: ask(port, i))
+        answers, proof = concurrently(
+            "socketserver.TCPServer, green", lambda i: ask(port, i), reset=served_by.clear
+        )
     finally:
         txgreen.call_in_thread(server.shutdown)  # from another thread, as the stdlib wants
         server.server_close()
@@ -379,7 +426,6 @@ def test_stdlib_threading_tcp_server_in_os_threads() -> None:
     # The stdlib's own ThreadingTCPServer, unmodified, with serve_forever in an OS thread and a
     # thread per request: its (patched) sockets, selector and time.sleep block those OS threads
     # like the stdlib's, while green clients talk to it without blocking the reactor.
-    served_by.clear()
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SlowUpper, bind_and_activate=False)
     server.request_queue_size = 1024  # before listen(): a hundred clients connect at once
     server.server_bind()
@@ -389,7 +435,9 @@ def test_stdlib_threading_tcp_server_in_os_threads() -> None:
     serving.start()
     try:
         answers, proof = concurrently(
-            "socketserver.ThreadingTCPServer, OS threads", lambda i: ask(port, i)
+            "socketserver.ThreadingTCPServer, OS threads",
+            lambda i: ask(port, i),
+            reset=served_by.clear,
         )
     finally:
         txgreen.call_in_thread(server.shutdown)
