@@ -44,7 +44,16 @@ from types import ModuleType
 from typing import Any
 
 from bench_echo import BACKLOG, CONNS, MSG_SIZE, _run_profiled, build_echoload, drive
-from benchutil import cpu_seconds, stop_server, version, versions_line
+from benchutil import (
+    at_least,
+    cpu_seconds,
+    for_reference,
+    ratio_line,
+    rotated,
+    stop_server,
+    version,
+    versions_line,
+)
 
 VARIANTS = {
     "txgreen": "a. txgreen",
@@ -216,10 +225,6 @@ class Server:
         self.unavailable = m[1]
 
 
-def verdict(ratio: float, least: float) -> str:
-    return "PASS" if ratio >= least else "MISS"
-
-
 def conn_label(conns: int) -> str:
     return f"{conns} conn{'s' if conns > 1 else ''}"
 
@@ -283,7 +288,7 @@ def main() -> int:
         for kind in live:
             drive(servers[kind].port or 0, 1, min(0.2, seconds / 5))  # warm-up
         for r in range(rounds):
-            order = live[r % len(live) :] + live[: r % len(live)] if live else []
+            order = rotated(live, r)
             for conns in CONNS:
                 for kind in order:
                     server = servers[kind]
@@ -326,25 +331,18 @@ def main() -> int:
     print()
     print("ratios (medians of this run; each target at 100 connections):")
 
-    def ratio_line(name: str, num: str, den: str, conns: int, tail: Callable[[float], str]) -> None:
+    def report(name: str, num: str, den: str, conns: int, tail: Callable[[float], str]) -> None:
         label = f"{name} {conn_label(conns)}:"
         if num not in figures or den not in figures:
             missing = den if den not in figures else num
             print(f"  {label:<31} unavailable ({missing} did not run)")
             return
-        ratio = round(figures[num][conns] / figures[den][conns], 3)
-        paired = [a / b for a, b in zip(runs[num, conns], runs[den, conns], strict=True)]
-        spread = f"per round {min(paired):.2f}-{max(paired):.2f}"
-        print(f"  {label:<31} = {ratio:6.3f}  {tail(ratio)}  ({spread})")
+        print(ratio_line(label, runs[num, conns], runs[den, conns], tail))
 
     for name, num, den, conns, least in TARGETS:
-
-        def target(r: float, x: float = least) -> str:
-            return f">= {x:.2f} {verdict(r, x)}"
-
-        ratio_line(name, num, den, conns, target)
+        report(name, num, den, conns, at_least(least))
     for name, num, den, conns in REFERENCE:
-        ratio_line(name, num, den, conns, lambda r: "(for reference)")
+        report(name, num, den, conns, for_reference)
     print("note: on a small machine shared with other work the figures are noisy: compare ratios")
     print("      within one run, each from the median of interleaved rounds")
     print(f"total time: {time.monotonic() - started:.1f} s")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
+import statistics
 import subprocess
+from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def version(dist: str) -> str:
@@ -48,3 +54,76 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def rotated(items: Sequence[T], turn: int) -> list[T]:
+    """``items`` turned left by ``turn`` places: the order of the variants in round ``turn`` of
+    an interleaved run (each variant goes first in turn)."""
+    if not items:
+        return []
+    k = turn % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def verdict(ratio: float, least: float) -> str:
+    """PASS when ``ratio`` (as printed) reaches the target ``least``, otherwise MISS."""
+    return "PASS" if ratio >= least else "MISS"
+
+
+def at_least(least: float) -> Callable[[float], str]:
+    """The tail of a target's ratio line: ``>= 0.90 PASS`` (or MISS) for a ratio."""
+
+    def tail(ratio: float) -> str:
+        return f">= {least:.2f} {verdict(ratio, least)}"
+
+    return tail
+
+
+def for_reference(ratio: float) -> str:
+    """The tail of a ratio line that has no target."""
+    return "(for reference)"
+
+
+def ratio_line(
+    label: str,
+    num: Sequence[float],
+    den: Sequence[float],
+    tail: Callable[[float], str],
+    width: int = 31,
+) -> str:
+    """One line of a report's ratios: the ratio of the medians of ``num`` and ``den`` (figures
+    of the same interleaved rounds, paired by round), rounded as printed, ``tail(ratio)`` (a
+    target's verdict or "(for reference)") and the spread of the per-round ratios."""
+    ratio = round(statistics.median(num) / statistics.median(den), 3)
+    paired = [a / b for a, b in zip(num, den, strict=True)]
+    spread = f"per round {min(paired):.2f}-{max(paired):.2f}"
+    return f"  {label:<{width}} = {ratio:6.3f}  {tail(ratio)}  ({spread})"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (a server given it may still
+    lose a race for it: callers retry)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ChildFailed(RuntimeError):
+    """A benchmark's child process exited with an error or printed something unexpected."""
+
+
+def run_child(cmd: Sequence[str], timeout: float) -> str:
+    """Run ``cmd`` (a benchmark's child: a client that measures itself and prints its figures);
+    its standard output.  Raises :class:`ChildFailed` with its error output if it fails."""
+    try:
+        proc = subprocess.run(
+            list(cmd), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as e:
+        raise ChildFailed(f"{' '.join(cmd[1:])} did not finish within {timeout:g} s") from e
+    if proc.returncode != 0:
+        raise ChildFailed(
+            f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{proc.stderr.strip()}"
+        )
+    return proc.stdout
