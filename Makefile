@@ -42,6 +42,8 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py --smoke
 	$(BIN)/python benchmarks/bench_wsgi.py --smoke
 	$(BIN)/python benchmarks/bench_green_socket.py --smoke
+	$(BIN)/python benchmarks/bench_requests.py --smoke
+	$(BIN)/python benchmarks/bench_redis.py --smoke
 
 test: lint typecheck docs pytest reactors bench-smoke
 
@@ -53,6 +55,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_wsgi.py
 	$(BIN)/python benchmarks/bench_green_socket.py
+	$(BIN)/python benchmarks/bench_requests.py
+	$(BIN)/python benchmarks/bench_redis.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

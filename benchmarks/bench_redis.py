@@ -30,6 +30,7 @@ machine the figures are noisy: compare ratios from one run, not across runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import re
@@ -40,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def measure(
     port: int,
     clients: int,
     seconds: float,
-    start_all: Callable[[list[Callable[[], int]]], Callable[[], list[int]]],
+    start_all: Callable[[Sequence[Callable[[], int]]], Callable[[], list[int]]],
 ) -> None:
     """Start ``clients`` clients with ``start_all`` (which returns a function that waits for
     their results); print ``detail`` and ``result OPS SECONDS CPU LEAST MOST`` for the measured
@@ -114,9 +115,7 @@ def measure(
 
     begin = time.monotonic() + WARMUP
     end = begin + seconds
-    jobs: list[Callable[[], int]] = [
-        (lambda i=i: client(redis.Redis, port, i, begin, end)) for i in range(clients)
-    ]
+    jobs = [functools.partial(client, redis.Redis, port, i, begin, end) for i in range(clients)]
     wait = start_all(jobs)
     time.sleep(max(0.0, begin - time.monotonic()))
     me = os.getpid()
@@ -140,7 +139,7 @@ def client_txgreen(port: int, clients: int, seconds: float) -> None:
 
     txgreen.patch()
 
-    def start_all(jobs: list[Callable[[], int]]) -> Callable[[], list[int]]:
+    def start_all(jobs: Sequence[Callable[[], int]]) -> Callable[[], list[int]]:
         threads = [txgreen.spawn(job) for job in jobs]
         return lambda: [t.get() for t in threads]
 
@@ -154,7 +153,7 @@ def client_gevent(port: int, clients: int, seconds: float) -> None:
     monkey.patch_all()
     import gevent
 
-    def start_all(jobs: list[Callable[[], int]]) -> Callable[[], list[int]]:
+    def start_all(jobs: Sequence[Callable[[], int]]) -> Callable[[], list[int]]:
         threads = [gevent.spawn(job) for job in jobs]
         return lambda: [t.get() for t in threads]
 
@@ -166,7 +165,7 @@ def client_gevent(port: int, clients: int, seconds: float) -> None:
 def client_threads(port: int, clients: int, seconds: float) -> None:
     import threading
 
-    def start_all(jobs: list[Callable[[], int]]) -> Callable[[], list[int]]:
+    def start_all(jobs: Sequence[Callable[[], int]]) -> Callable[[], list[int]]:
         results: list[int] = []
         errors: list[BaseException] = []
 
@@ -218,22 +217,30 @@ def start_redis(directory: str) -> tuple[subprocess.Popen[str], int, str]:
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
     m = re.search(r"v=(\S+)", out.stdout)
     server_version = m[1] if m else "unknown version"
+    log_path = Path(directory) / "redis-server.log"
     for _ in range(5):  # another program may take the free port first
         port = free_port()
+        log = log_path.open("a")
         proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
              "no", "--dir", directory, "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:
             if answers_ping(port):
+                log.close()
                 return proc, port, server_version
             time.sleep(0.05)
         stop_server(proc)
-    raise RedisUnavailable(f"redis-server ({binary}) did not start on 127.0.0.1")
+        log.close()
+    said = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+    raise RedisUnavailable(
+        f"redis-server ({binary}) did not start on 127.0.0.1"
+        + "".join(f"\n  {line}" for line in said)
+    )
 
 
 # -- the parent: run the clients in interleaved rounds, report -----------------------------------

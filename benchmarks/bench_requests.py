@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchutil import (
     ChildFailed,
@@ -71,31 +72,29 @@ def serve() -> None:
     from twisted.internet import epollreactor
 
     epollreactor.install()  # type: ignore[no-untyped-call]
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installed
     from twisted.web import resource, server
+
+    reactor: Any = installed  # (typed as a module)
 
     class Slow(resource.Resource):
         isLeaf = True
 
-        def render_GET(self, request: server.Request) -> int:
+        def render_GET(self, request: Any) -> int:
             def answer() -> None:
                 if not request.finished and not request._disconnected:
                     request.write(BODY)
                     request.finish()
 
             request.setHeader(b"content-type", b"text/plain")
-            reactor.callLater(DELAY, answer)  # type: ignore[attr-defined]
-            return server.NOT_DONE_YET  # type: ignore[no-any-return]
+            reactor.callLater(DELAY, answer)
+            return int(server.NOT_DONE_YET)
 
-    site = server.Site(Slow(), timeout=None)  # type: ignore[no-untyped-call]
-    site.log = lambda request: None  # type: ignore[method-assign]  # no access log
-    port = reactor.listenTCP(  # type: ignore[attr-defined]
-        0, site, backlog=BACKLOG, interface="127.0.0.1"
-    )
-    reactor.callWhenRunning(  # type: ignore[attr-defined]
-        lambda: print(f"port {port.getHost().port}", flush=True)
-    )
-    reactor.run()  # type: ignore[attr-defined]
+    site: Any = server.Site(Slow(), timeout=None)  # type: ignore[no-untyped-call]
+    site.log = lambda request: None  # no access log
+    port = reactor.listenTCP(0, site, backlog=BACKLOG, interface="127.0.0.1")
+    reactor.callWhenRunning(lambda: print(f"port {port.getHost().port}", flush=True))
+    reactor.run()
 
 
 # -- the clients, each run in a child process ---------------------------------------------------
