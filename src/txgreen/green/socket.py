@@ -24,7 +24,6 @@ import errno as _errno
 import os as _os
 import socket as _std
 from collections.abc import Callable, Iterable
-from math import ceil as _ceil
 from socket import *  # noqa: F403 - the stdlib's whole surface, re-exported
 from time import monotonic as _monotonic
 from typing import Any, TypeVar
@@ -67,9 +66,6 @@ _std_getnameinfo = _std.getnameinfo
 _StdSocket = _std.socket
 # A call with this flag never waits: its BlockingIOError is the caller's.
 _MSG_DONTWAIT: int = getattr(_std, "MSG_DONTWAIT", 0)
-# Timeouts up to this many seconds are stored without the stdlib's help (their nanoseconds are
-# exact in a float); larger ones, and other types, go through its checks.
-_FAST_TIMEOUT_MAX = 1e6
 
 
 def _timed_out() -> TimeoutError:
@@ -102,17 +98,6 @@ class socket(_StdSocket):  # type: ignore[no-redef]
 
     def settimeout(self, value: float | None, /) -> None:
         """Set the timeout of blocking calls (None: block, 0.0: non-blocking), as the stdlib's."""
-        # The hot path (redis-py sets a timeout around every command): an open socket and an
-        # ordinary value, stored as the stdlib stores it (whole nanoseconds, rounded up) with no
-        # system call.  Anything else goes through the stdlib's checks and errors.
-        if _StdSocket.fileno(self) != -1:
-            if value is None:
-                self._green_timeout = None
-                return
-            cls = value.__class__
-            if (cls is float or cls is int) and 0 <= value <= _FAST_TIMEOUT_MAX:
-                self._green_timeout = _ceil(value * 1e9) / 1e9
-                return
         _StdSocket.settimeout(self, value)  # the stdlib's checks and errors
         self._green_timeout = _StdSocket.gettimeout(self)
         _StdSocket.settimeout(self, 0.0)
