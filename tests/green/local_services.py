@@ -246,7 +246,8 @@ def postgres_server(max_connections: int = 200) -> Iterator[Server]:
     """A PostgreSQL server on 127.0.0.1 (user ``postgres``, trust auth, no fsync)."""
     bindir = postgres_binaries()
     owner = _as_user()
-    who = {} if owner is None else {"user": owner[0], "group": owner[1], "extra_groups": []}
+    uid, gid = owner if owner is not None else (None, None)
+    groups: list[int] | None = None if owner is None else []  # drop root's groups too
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
     with _directory("txgreen-pg-", owner) as directory:
         data = directory / "data"
@@ -267,7 +268,9 @@ def postgres_server(max_connections: int = 200) -> Iterator[Server]:
             cwd=directory,
             env=env,
             check=False,
-            **who,  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
+            extra_groups=groups,
         )
         if initdb.returncode != 0:
             raise ServiceUnavailable(
@@ -303,7 +306,9 @@ def postgres_server(max_connections: int = 200) -> Iterator[Server]:
                 start_new_session=True,
                 cwd=directory,
                 env=env,
-                **who,  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
+                extra_groups=groups,
             )
         server = Server("127.0.0.1", port, process, directory)
         try:

@@ -96,7 +96,7 @@ def test_server_errors_are_redis_errors(client: redis.Redis) -> None:
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         client.incr("a-list")
     with pytest.raises(redis.ResponseError, match="unknown command"):
-        client.execute_command("NO-SUCH-COMMAND")
+        client.execute_command("NO-SUCH-COMMAND")  # type: ignore[no-untyped-call]
     assert client.ping()  # the connection is still usable
 
 
@@ -149,8 +149,8 @@ def test_pub_sub_with_a_subscriber_green_thread(client: redis.Redis) -> None:
     subscribed = txgreen.Event()
 
     def subscriber() -> list[bytes]:
-        received = []
-        with client.pubsub() as pubsub:
+        received: list[bytes] = []
+        with client.pubsub() as pubsub:  # type: ignore[no-untyped-call]
             pubsub.subscribe("news")
             confirmation = pubsub.get_message(timeout=5)
             assert confirmation is not None
