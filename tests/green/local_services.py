@@ -115,19 +115,24 @@ def _wait_until(ready: Callable[[], bool], server: Server, what: str) -> None:
         time.sleep(0.02)
 
 
-def _stop(server: Server, sig: signal.Signals) -> None:
-    """Ask the server to exit with ``sig``, wait, kill it if it will not; check nothing stays."""
+def stop_server(server: Server, sig: signal.Signals, grace: float = STOP_TIMEOUT) -> None:
+    """Ask the server to exit with ``sig``, wait, kill it if it will not; check nothing stays.
+
+    A server still running ``grace`` seconds after ``sig`` is killed; a process of its session
+    still running ``grace`` seconds after that is killed too, and reported with
+    :class:`StrayProcesses`.
+    """
     process = server.process
     if process.poll() is None:
         process.send_signal(sig)
         try:
-            process.wait(STOP_TIMEOUT)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(STOP_TIMEOUT)
     # The server ran as a session leader (start_new_session): its children share the session.
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + grace
     while (left := session_processes(process.pid)) and time.monotonic() < deadline:
         time.sleep(0.02)
     if left:
@@ -158,9 +163,14 @@ def _directory(prefix: str, owner: tuple[int, int] | None) -> Iterator[Path]:
 # -- Redis ----------------------------------------------------------------------------------------
 
 
-def redis_server_binary() -> str:
-    """The path of ``redis-server``, or :class:`ServiceUnavailable` saying how to install it."""
-    found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/sbin")
+def redis_server_binary(path: str | None = None) -> str:
+    """The path of ``redis-server``, or :class:`ServiceUnavailable` saying how to install it.
+
+    Searched on ``path`` (default: ``PATH``, then ``/usr/sbin`` and ``/sbin``).
+    """
+    found = shutil.which("redis-server", path=path)
+    if found is None and path is None:
+        found = shutil.which("redis-server", path="/usr/sbin:/sbin")
     if found is None:
         raise ServiceUnavailable(f"redis-server is not installed: {REDIS_INSTALL_HINT}")
     return found
@@ -211,20 +221,20 @@ def redis_server() -> Iterator[Server]:
             _wait_until(lambda: _redis_answers(port), server, "redis-server")
             yield server
         finally:
-            _stop(server, signal.SIGTERM)
+            stop_server(server, signal.SIGTERM)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def postgres_binaries() -> Path:
+def postgres_binaries(package: str = "pgserver") -> Path:
     """The ``bin`` directory of the PostgreSQL that the ``pgserver`` package ships.
 
     Found without importing ``pgserver`` (importing it sets up a lock file and an atexit hook).
     """
-    spec = importlib.util.find_spec("pgserver")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ServiceUnavailable(f"the pgserver package is not installed: {POSTGRES_INSTALL_HINT}")
+        raise ServiceUnavailable(f"the {package} package is not installed: {POSTGRES_INSTALL_HINT}")
     bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (bindir / "postgres").exists():
         raise ServiceUnavailable(f"pgserver has no PostgreSQL binaries in {bindir}")
@@ -315,4 +325,4 @@ def postgres_server(max_connections: int = 200) -> Iterator[Server]:
             _wait_until(lambda: _postgres_answers(port), server, "postgres")
             yield server
         finally:
-            _stop(server, signal.SIGINT)  # "fast" shutdown: ends the sessions, then exits
+            stop_server(server, signal.SIGINT)  # "fast" shutdown: ends the sessions, then exits
