@@ -107,8 +107,9 @@ def test_smoke_report_has_every_variant_and_the_target() -> None:
 
 
 def test_a_missing_redis_server_is_an_error_saying_how_to_install_it(tmp_path: Path) -> None:
-    # A PATH with no redis-server on it (the benchmark and its clients run sys.executable).
-    env = dict(os.environ, PATH=str(tmp_path), PYTHONIOENCODING="utf-8")
+    # The benchmark told to run a redis-server that is not there.
+    missing = tmp_path / "redis-server"
+    env = dict(os.environ, REDIS_SERVER=str(missing), PYTHONIOENCODING="utf-8")
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_redis.py", "--smoke"],
         cwd=ROOT,
@@ -130,11 +131,11 @@ def test_a_missing_redis_server_is_an_error_saying_how_to_install_it(tmp_path: P
 
 
 def test_a_redis_server_that_does_not_start_is_an_error(tmp_path: Path) -> None:
-    # A redis-server on PATH that exits at once.
+    # A redis-server that exits at once.
     fake = tmp_path / "redis-server"
     fake.write_text("#!/bin/sh\necho 'v=0.0.0 no luck'\nexit 1\n")
     fake.chmod(0o755)
-    env = dict(os.environ, PATH=str(tmp_path), PYTHONIOENCODING="utf-8")
+    env = dict(os.environ, REDIS_SERVER=str(fake), PYTHONIOENCODING="utf-8")
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_redis.py", "--smoke"],
         cwd=ROOT,
