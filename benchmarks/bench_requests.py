@@ -326,7 +326,8 @@ def main() -> int:
             f"{statistics.median(cpu[kind]):>10.0f} us{busy_text}"
         )
     print("  (CPU/request: the client process's user + system CPU time per request, median;")
-    print("   server busy: the server process's CPU time over the client's wall time)")
+    print("   server busy: the server's CPU time during the client's run, warm-up included,")
+    print("   over the measured wall time: an upper bound)")
     print()
     print("ratios (medians of this run):")
 

@@ -27,7 +27,7 @@ def test_smoke_report_has_every_variant_and_the_target() -> None:
     proc = run_program("benchmarks/bench_requests.py", "--smoke")
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 25, lines
+    assert len(lines) == 26, lines
     assert lines[0] == (
         "txgreen requests benchmark (smoke run: one round of 400 requests, figures are rough)"
     )
@@ -76,10 +76,10 @@ def test_smoke_report_has_every_variant_and_the_target() -> None:
         assert 0 < cpu < 1e6, figures
         assert 0 <= busy < 200, figures
     assert lines[14].startswith("  (CPU/request: ")
-    assert lines[16:18] == ["", "ratios (medians of this run):"]
+    assert lines[17:19] == ["", "ratios (medians of this run):"]
     by_kind = dict(zip(("txgreen", "gevent", "threads"), figures.values(), strict=True))
     seen = []
-    for line in lines[18:22]:
+    for line in lines[19:23]:
         m = RATIO.match(line)
         assert m is not None, line
         ratio = float(m[3])
@@ -98,8 +98,8 @@ def test_smoke_report_has_every_variant_and_the_target() -> None:
         ("gevent", "CPU/request", False),
         ("threads", "CPU/request", False),
     ]
-    assert lines[22].startswith("note: ")
-    assert re.fullmatch(r"total time: \d+\.\d s", lines[24]), lines[24]
+    assert lines[23].startswith("note: ")
+    assert re.fullmatch(r"total time: \d+\.\d s", lines[25]), lines[25]
 
 
 def test_only_one_variant_reports_the_ratios_unavailable() -> None:
