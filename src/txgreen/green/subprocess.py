@@ -107,6 +107,20 @@ def _poll_child(popen: Any) -> int | None:
     return code
 
 
+def _try_reap(popen: Any) -> int | None:
+    """Reap the child if it has exited, as the stdlib's timed ``wait`` polls (no wait)."""
+    if popen.returncode is None and popen._waitpid_lock.acquire(False):
+        try:
+            if popen.returncode is None:
+                pid, status = popen._try_wait(_os.WNOHANG)
+                if pid == popen.pid:
+                    popen._handle_exitstatus(status)
+        finally:
+            popen._waitpid_lock.release()
+    code: int | None = popen.returncode
+    return code
+
+
 def _close_pidfd(fd: int) -> None:
     _fdwait.before_close(fd)
     _os.close(fd)
@@ -310,6 +324,14 @@ class Popen(_std.Popen[Any]):  # type: ignore[no-redef]
         handles: tuple[int, ...] = _StdPopen._get_handles(self, stdin, stdout, stderr)
         p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = handles
         self._green_ends = (p2cwrite, c2pread, errread)
+        try:
+            self._wrap_green_ends()
+        except BaseException:
+            # The stdlib's __init__ has not reached its own clean-up yet: close the pipes.
+            for mine, theirs in ((p2cwrite, p2cread), (c2pread, c2pwrite), (errread, errwrite)):
+                if mine != -1:
+                    _os.close(theirs)
+            raise
         return (p2cread, -1, -1, c2pwrite, -1, errwrite)
 
     def _wrap_green_ends(self) -> None:
@@ -346,13 +368,16 @@ class Popen(_std.Popen[Any]):  # type: ignore[no-redef]
                             _io.TextIOWrapper(f, encoding=me.encoding, errors=me.errors),
                         )
         except BaseException:
+            for f in (me.stdin, me.stdout, me.stderr):
+                if f is not None:
+                    f.close()
+            me.stdin = me.stdout = me.stderr = None
             for fd in me._green_ends:
                 if fd != -1 and fd not in wrapped:
                     _os.close(fd)
             raise
 
     def _execute_child(self, *args: Any) -> None:
-        self._wrap_green_ends()
         args_ = list(args)
         # (args, executable, preexec_fn, close_fds, pass_fds, cwd, env, startupinfo,
         #  creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite, ...)
@@ -398,14 +423,14 @@ class Popen(_std.Popen[Any]):  # type: ignore[no-redef]
         pidfd = _open_pidfd(self.pid)
         delay = _BACKOFF_FIRST
         try:
-            while _poll_child(self) is None:
+            while _try_reap(self) is None:
                 left = None if deadline is None else deadline - _monotonic()
                 if left is not None and left <= 0:
                     raise _TimeoutExpired(self.args, timeout)  # type: ignore[arg-type]
                 if pidfd is not None:
                     # Once it has exited, if another thread is reaping it meanwhile (its waitpid
                     # lock is taken), poll rather than wake on the readable pidfd again.
-                    if _fdwait.wait(pidfd, False, left) and _poll_child(self) is None:
+                    if _fdwait.wait(pidfd, False, left) and _try_reap(self) is None:
                         _close_pidfd(pidfd)
                         pidfd = None
                     continue
