@@ -117,6 +117,15 @@ def test_fifty_sleeps_at_once(waiting: str) -> None:
     assert proof.elapsed < 0.25 * 50 * DELAY
 
 
+def test_fifty_sleeps_started_together(waiting: str) -> None:
+    began = time.monotonic()
+    runs = [txgreen.spawn(gsp.run, ["sleep", str(DELAY)]) for _ in range(50)]
+    assert [r.get(timeout=10).returncode for r in runs] == [0] * 50
+    elapsed = time.monotonic() - began
+    print(f"\n50 x run(['sleep', '{DELAY}']) started together ({waiting}): {elapsed:.3f} s")
+    assert elapsed < 0.1 * 50 * DELAY  # 1 s, against 10 s one after the other
+
+
 def test_communicate_ten_megabytes_both_ways() -> None:
     data = os.urandom(10 * 1024 * 1024)
     ticks, stop, ticker = ticking()

@@ -317,8 +317,8 @@ class Popen(_std.Popen[Any]):  # type: ignore[no-redef]
         super().__init__(args, self._green_bufsize, *more, **kwargs)
 
     # The stdlib's __init__ gets the handles, wraps the parent's ends with io.open, then starts
-    # the child.  Here the parent's ends are kept back from it and wrapped green instead, at the
-    # same moment (just before the child starts).
+    # the child.  Here the parent's ends are wrapped green as soon as the handles are made, and
+    # kept back from the stdlib's wrapping (it sees -1); _execute_child gets the real fds back.
 
     def _get_handles(self, stdin: Any, stdout: Any, stderr: Any) -> tuple[int, ...]:
         handles: tuple[int, ...] = _StdPopen._get_handles(self, stdin, stdout, stderr)
