@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest reactors bench bench-smoke docs clean
+.PHONY: demo test lint typecheck pytest reactors bench bench-smoke docs clean services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,29 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,docs]'
+	$(MAKE) --no-print-directory services
 	touch $(STAMP)
+
+# What the real-library tests need from the system: Debian's redis-server (the Redis tests start
+# one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver).
+# Installed with apt-get when missing and apt-get is there (through sudo unless root); otherwise
+# this says how, and those tests fail with the same advice.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+services:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || test -x /usr/sbin/redis-server \
+		|| missing="$$missing redis-server"; \
+	$(BIN)/python -c "import psycopg" >/dev/null 2>&1 || missing="$$missing libpq5"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
+		|| echo "could not install$$missing: install it yourself (the tests that need it fail)"; \
+	else \
+		echo "missing:$$missing. Install it (Debian/Ubuntu: apt-get install$$missing;" \
+			"macOS: brew install redis libpq): the tests that need it fail until then"; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py

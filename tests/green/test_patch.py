@@ -376,6 +376,34 @@ def test_twisted_modules_imported_after_patch_still_get_the_originals() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "ok\n", "")
 
 
+@pytest.mark.single_reactor
+def test_patched_calls_before_run_and_after_it_block_like_the_stdlib() -> None:
+    # Set-up code before txgreen.run() and code at exit must not start (or need) the reactor.
+    done = run_python(
+        """
+        import socket, time, txgreen
+        txgreen.patch()
+        time.sleep(0.01)
+        a, b = socket.socketpair()
+        a.settimeout(0.01)
+        try:
+            a.recv(1)
+        except TimeoutError:
+            print("before: timed out like the stdlib")
+        print("run:", txgreen.run(lambda: (time.sleep(0.01), b.sendall(b"x"), a.recv(1))[2]))
+        time.sleep(0.01)
+        b.sendall(b"y")
+        print("after:", a.recv(1))
+        """
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == [
+        "before: timed out like the stdlib",
+        "run: b'x'",
+        "after: b'y'",
+    ]
+
+
 def test_originals_are_only_kept_for_the_copied_modules() -> None:
     with pytest.raises(ValueError, match="copies"):
         _originals.original("ssl")

@@ -27,13 +27,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 from certs import Pki, make_pki
-from concurrency import DELAY, N, concurrently
+from concurrency_proof import DELAY, concurrently, patched_for_test
 from real_servers import listening, slow_http_server, slow_smtp_server
 from twisted.internet import protocol, reactor
 
@@ -45,22 +44,14 @@ from txgreen.green import socket as gsocket
 R: Any = reactor
 V = TypeVar("V")
 
+N = 100  # clients per concurrency proof
+
 
 @pytest.fixture(autouse=True)
 def patched_stdlib() -> Iterator[None]:
-    """Every test runs with the stdlib patched, and unpatched after; the fd registry is empty.
-
-    The PatchWarnings are about pytest's and other tools' modules that imported stdlib names
-    before the test patched: expected here.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", txgreen.PatchWarning)
-        txgreen.patch()
-    try:
+    """Every test runs with the stdlib patched, and unpatched after; the fd registry is empty."""
+    with patched_for_test():
         yield
-    finally:
-        txgreen.unpatch()
-        assert _fdwait.watched_fds() == {}
 
 
 # -- the clients: plain stdlib code --------------------------------------------------------------

@@ -205,6 +205,15 @@ def test_msg_dontwait_never_waits_even_with_a_timeout() -> None:
             a.recvmsg(10, 0, std_socket.MSG_DONTWAIT)
         with pytest.raises(BlockingIOError):
             a.recvmsg_into([bytearray(10)], 0, std_socket.MSG_DONTWAIT)
+        dontwait = std_socket.MSG_DONTWAIT
+        for call in (
+            lambda: a.recv(10, dontwait),
+            lambda: a.recv_into(bytearray(10), 10, dontwait),
+            lambda: a.recvfrom(10, dontwait),
+            lambda: a.recvfrom_into(bytearray(10), 10, dontwait),
+        ):
+            with pytest.raises(BlockingIOError):
+                call()
         a.setsockopt(std_socket.SOL_SOCKET, std_socket.SO_SNDBUF, 4096)
 
         def fill() -> None:  # until the buffers are full and a send would block
@@ -213,6 +222,12 @@ def test_msg_dontwait_never_waits_even_with_a_timeout() -> None:
 
         with pytest.raises(BlockingIOError):
             fill()
+        for send in (
+            lambda: a.send(b"x" * 4096, dontwait),
+            lambda: a.sendall(b"x" * 4096, dontwait),
+        ):
+            with pytest.raises(BlockingIOError):
+                send()
         assert time.monotonic() - began < 1
         assert a.gettimeout() == 5
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from concurrency import DELAY, concurrently
+from concurrency_proof import DELAY, concurrently
 from twisted.internet import defer, protocol, reactor
 
 import txgreen

@@ -47,7 +47,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from txgreen._greenthread import GreenThread
-from txgreen._hub import TIMED_OUT, Hub, Waiter, get_hub, wait_timed
+from txgreen._hub import RUNNING, TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen.errors import BlockingInHubError, ConcurrentWaitError
 
 __all__ = [
@@ -307,7 +307,8 @@ def blocking_wait(fd: int, write: bool, timeout: float | None) -> bool:
 def green_caller() -> tuple[Hub, Any] | None:
     """(hub, greenlet) when the caller may park on the reactor; None when it must block.
 
-    None means: the caller is another OS thread, or the hub itself (a reactor callback), so
+    None means: the caller is another OS thread, or the hub itself (a reactor callback), or
+    the reactor is not running (before ``txgreen.run``, or after it stopped), so
     it waits in the OS exactly as the stdlib's blocking call would (a stall in the hub is
     what ``txgreen.watch_blocking`` reports).
     """
@@ -315,6 +316,10 @@ def green_caller() -> tuple[Hub, Any] | None:
     if type(cur) is GreenThread:
         return cur.hub, cur
     hub = get_hub()
+    if hub.state is not RUNNING:
+        # Before the reactor runs (set-up code before txgreen.run) or after it stopped (code at
+        # exit): nothing to park on, and a stdlib call must not start the reactor by itself.
+        return None
     ident = hub.thread_ident
     if ident is None:
         ident = threadable.ioThread

@@ -233,20 +233,26 @@ class socket(_StdSocket):  # type: ignore[no-redef]
         try:  # the hot path, inlined: data is there
             return _StdSocket.recv(self, bufsize, flags)
         except BlockingIOError:
-            if self._green_timeout == 0.0:
+            if self._green_timeout == 0.0 or flags & _MSG_DONTWAIT:
                 raise
         return self._io_wait(False, _StdSocket.recv, (self, bufsize, flags))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; the number of bytes received."""
+        if flags & _MSG_DONTWAIT:
+            return _StdSocket.recv_into(self, buffer, nbytes, flags)
         return self._io(False, _StdSocket.recv_into, self, buffer, nbytes, flags)
 
     def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, Any]:
         """Receive up to ``bufsize`` bytes: ``(data, sender's address)``."""
+        if flags & _MSG_DONTWAIT:
+            return _StdSocket.recvfrom(self, bufsize, flags)
         return self._io(False, _StdSocket.recvfrom, self, bufsize, flags)
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         """Receive into ``buffer``: ``(number of bytes, sender's address)``."""
+        if flags & _MSG_DONTWAIT:
+            return _StdSocket.recvfrom_into(self, buffer, nbytes, flags)
         return self._io(False, _StdSocket.recvfrom_into, self, buffer, nbytes, flags)
 
     if hasattr(_StdSocket, "recvmsg"):
@@ -272,10 +278,15 @@ class socket(_StdSocket):  # type: ignore[no-redef]
 
     def send(self, data: Any, flags: int = 0, /) -> int:
         """Send some of ``data``; the number of bytes sent."""
+        if flags & _MSG_DONTWAIT:
+            return _StdSocket.send(self, data, flags)
         return self._io(True, _StdSocket.send, self, data, flags)
 
     def sendall(self, data: Any, flags: int = 0, /) -> None:
         """Send all of ``data``; the timeout bounds the whole call, as the stdlib's."""
+        if flags & _MSG_DONTWAIT:
+            _StdSocket.sendall(self, data, flags)  # BlockingIOError when the buffer is full
+            return
         timeout = self._green_timeout
         deadline = None if not timeout else _monotonic() + timeout
         if data.__class__ is bytes:
@@ -297,6 +308,8 @@ class socket(_StdSocket):  # type: ignore[no-redef]
 
     def sendto(self, data: Any, *args: Any) -> int:
         """``sendto(data[, flags], address)``: send a datagram; the number of bytes sent."""
+        if len(args) == 2 and args[0] & _MSG_DONTWAIT:
+            return _StdSocket.sendto(self, data, *args)
         return self._io(True, _StdSocket.sendto, self, data, *args)
 
     if hasattr(_StdSocket, "sendmsg"):

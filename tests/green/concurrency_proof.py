@@ -1,6 +1,14 @@
-"""The concurrency proof shared by the real-program tests (tests/green/test_real_programs.py,
-tests/green/test_subprocess.py): N clients in green threads, each waiting on something slow,
-finish in a fraction of N x the delay while a ticker green thread keeps its period.
+"""The concurrency proof shared by the real-program and real-library tests.
+
+:func:`concurrently` runs N clients, each in its own green thread, against a server that takes
+``delay`` seconds to answer each (or a call that waits that long on the server), while a ticker
+green thread ticks every ``PERIOD`` seconds. The :class:`Proof` it returns shows the clients
+finished in a fraction of N x ``delay`` (they ran at once) and the ticker kept its period: a
+call that blocked the reactor while its server took its time would leave a gap of ``delay``
+between two ticks.
+
+:func:`patched_for_test` is the body of the autouse fixture those test modules use: the stdlib
+patched for the test, unpatched after, and the green fd registry empty.
 """
 
 from __future__ import annotations
@@ -10,20 +18,40 @@ import gc
 import itertools
 import statistics
 import time
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 import txgreen
+from txgreen.green import _fdwait
 
 V = TypeVar("V")
 
-N = 100  # clients per concurrency proof
-DELAY = 0.2  # seconds the server takes to answer each one
+N = 100  # clients per concurrency proof (unless a test says)
+DELAY = 0.2  # seconds the server takes to answer each one (unless a test says)
 PERIOD = 0.02  # the ticker's period
 JITTER = 0.2  # the most the ticker may deviate from its period (p90), as a fraction of it
 ATTEMPTS = 3  # measurements of the ticker before its jitter fails the test
 SPREAD = 0.18  # the clients start within this many seconds (1.8 ms apart)
+
+
+@contextmanager
+def patched_for_test() -> Iterator[None]:
+    """The stdlib patched while inside, unpatched after; the fd registry is empty then.
+
+    The PatchWarnings are about pytest's and other tools' modules that imported stdlib names
+    before the test patched: expected here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", txgreen.PatchWarning)
+        txgreen.patch()
+    try:
+        yield
+    finally:
+        txgreen.unpatch()
+        assert _fdwait.watched_fds() == {}
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,7 @@ def concurrently(
     n: int = N,
     spread: float = SPREAD,
     reset: Callable[[], None] = lambda: None,
+    delay: float = DELAY,
 ) -> tuple[list[V], Proof]:
     """Run ``client(0)`` ... ``client(n - 1)`` each in its own green thread, with a ticker.
 
@@ -102,7 +131,7 @@ def concurrently(
     """
     for attempt in range(1, ATTEMPTS + 1):
         reset()
-        results, proof = _measure(name, client, n, spread)
+        results, proof = _measure(name, client, n, spread, delay)
         proof = dataclasses.replace(proof, attempt=attempt)
         proof.check_concurrent()
         if proof.jitter < JITTER:
@@ -111,7 +140,9 @@ def concurrently(
     return results, proof
 
 
-def _measure(name: str, client: Callable[[int], V], n: int, spread: float) -> tuple[list[V], Proof]:
+def _measure(
+    name: str, client: Callable[[int], V], n: int, spread: float, delay: float
+) -> tuple[list[V], Proof]:
     """One run of :func:`concurrently`.
 
     The clients start ``spread / n`` seconds apart, as real clients arrive, all within the
@@ -152,4 +183,4 @@ def _measure(name: str, client: Callable[[int], V], n: int, spread: float) -> tu
     assert tick.join(timeout=5)
     end = start + elapsed
     intervals = [b - a for a, b in itertools.pairwise(ticks) if start <= b and a <= end]
-    return results, Proof(name, n, DELAY, elapsed, intervals, most_at_once(spans.values()))
+    return results, Proof(name, n, delay, elapsed, intervals, most_at_once(spans.values()))
