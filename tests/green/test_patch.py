@@ -38,7 +38,7 @@ def T(p: protocol.Protocol) -> Any:
     return p.transport
 
 
-PARTS = {"socket", "dns", "ssl", "select", "selectors", "time"}  # the default patch()
+PARTS = {"socket", "dns", "ssl", "select", "selectors", "time", "subprocess"}  # the default patch()
 STD_SOCKET_NAMES = ["socket", "create_connection", "create_server", "fromfd", "socketpair"]
 
 
@@ -59,7 +59,7 @@ def patched_stdlib() -> Iterator[None]:
 
 
 def _others_off() -> dict[str, bool]:
-    return {part: False for part in ("ssl", "select", "selectors", "time")}
+    return {part: False for part in ("ssl", "select", "selectors", "time", "subprocess")}
 
 
 class Echo(protocol.Protocol):
@@ -92,7 +92,15 @@ def test_patch_replaces_the_names_patched_tells_and_unpatch_restores_them() -> N
 
 
 def test_patch_with_everything_off_changes_nothing() -> None:
-    txgreen.patch(socket=False, dns=False, ssl=False, select=False, selectors=False, time=False)
+    txgreen.patch(
+        socket=False,
+        dns=False,
+        ssl=False,
+        select=False,
+        selectors=False,
+        time=False,
+        subprocess=False,
+    )
     assert txgreen.patched() == frozenset()
     assert socket.socket is not gsocket.socket
 

@@ -50,6 +50,7 @@ _TARGETS: dict[str, tuple[str, str]] = {
     "select": ("select", "__patched__"),
     "selectors": ("selectors", "__patched__"),
     "time": ("time", "__patched__"),
+    "subprocess": ("subprocess", "__patched__"),
 }
 
 # Modules that must keep the blocking originals: the reactor's and the event loop's.
@@ -221,6 +222,7 @@ def patch(
     select: bool = True,
     selectors: bool = True,
     time: bool = True,
+    subprocess: bool = True,
 ) -> None:
     """Make the stdlib's blocking modules cooperative for green threads, process-wide.
 
@@ -228,7 +230,9 @@ def patch(
     sockets), ``dns`` (``getaddrinfo`` and the other name-service functions, run in a resolver
     thread pool of their own), ``ssl`` (``SSLSocket``, and contexts made before patching),
     ``select`` (``select``, ``poll``, ``epoll``), ``selectors`` (the selector classes) and
-    ``time`` (``sleep`` only).  ``False`` leaves that part as it is (it does not undo an earlier
+    ``time`` (``sleep`` only) and ``subprocess`` (``Popen``, ``run``, ``call``, ``check_call``,
+    ``check_output``, ``getoutput``, ``getstatusoutput``: pipes and waits park only the green
+    thread).  ``False`` leaves that part as it is (it does not undo an earlier
     patch; :func:`unpatch` does).  Calling it again is harmless: parts already patched are kept.
 
     Call it first thing, before importing the libraries to make cooperative: a module that ran
@@ -246,6 +250,7 @@ def patch(
         "select": select,
         "selectors": selectors,
         "time": time,
+        "subprocess": subprocess,
     }
     with _lock:
         todo = [flag for flag, on in wanted.items() if on and flag not in _applied]

@@ -33,8 +33,9 @@ MODULES = [
     "test.test_urllib2_localnet",
     "test.test_socketserver",
     "test.test_ssl",
+    "test.test_subprocess",
 ]
-PARTS = ("socket", "dns", "ssl", "select", "selectors", "time")
+PARTS = ("socket", "dns", "ssl", "select", "selectors", "time", "subprocess")
 DEADLINE = 10.0  # seconds one test may run before it is recorded as hung (slowest: 3.2)
 RUN_TIMEOUT = 150.0  # seconds one run of a module may take in all (restarts included)
 HUNG_STATUS = 3  # cpython_runner's exit status when a test hung
