@@ -38,7 +38,8 @@ def T(p: protocol.Protocol) -> Any:
     return p.transport
 
 
-PARTS = {"socket", "dns", "ssl", "select", "selectors", "time"}  # the default patch()
+PARTS = {"socket", "dns", "ssl", "select", "selectors", "time", "threading", "queue"}
+# (the default patch())
 STD_SOCKET_NAMES = ["socket", "create_connection", "create_server", "fromfd", "socketpair"]
 
 
@@ -59,7 +60,7 @@ def patched_stdlib() -> Iterator[None]:
 
 
 def _others_off() -> dict[str, bool]:
-    return {part: False for part in ("ssl", "select", "selectors", "time")}
+    return {part: False for part in ("ssl", "select", "selectors", "time", "threading", "queue")}
 
 
 class Echo(protocol.Protocol):
@@ -92,7 +93,16 @@ def test_patch_replaces_the_names_patched_tells_and_unpatch_restores_them() -> N
 
 
 def test_patch_with_everything_off_changes_nothing() -> None:
-    txgreen.patch(socket=False, dns=False, ssl=False, select=False, selectors=False, time=False)
+    txgreen.patch(
+        socket=False,
+        dns=False,
+        ssl=False,
+        select=False,
+        selectors=False,
+        time=False,
+        threading=False,
+        queue=False,
+    )
     assert txgreen.patched() == frozenset()
     assert socket.socket is not gsocket.socket
 
@@ -145,8 +155,8 @@ def test_a_tls_context_made_before_patching_makes_green_sockets() -> None:
 
 
 def test_unknown_part_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="threading"):
-        txgreen.patch(threading=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="curses"):
+        txgreen.patch(curses=True)  # type: ignore[call-arg]
     assert txgreen.patched() == frozenset()
 
 

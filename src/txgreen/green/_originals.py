@@ -1,10 +1,10 @@
 """Pristine copies of the stdlib modules that ``txgreen.patch()`` changes, for Twisted to keep.
 
 ``patch()`` replaces attributes of the stdlib's ``socket``, ``select``, ``selectors``,
-``time``, ``threading`` and ``queue`` modules in place, so every library that looks them up at call time becomes
-cooperative.  Twisted's reactor, its thread pool, its resolver and asyncio's event loop (under
-the asyncio reactor) look the same attributes up at run time, and they must keep the blocking
-originals: the reactor *is* what green threads wait on.
+``time``, ``threading`` and ``queue`` modules in place, so every library that looks them up at
+call time becomes cooperative.  Twisted's reactor, its thread pool, its resolver and asyncio's
+event loop (under the asyncio reactor) look the same attributes up at run time, and they must
+keep the blocking originals: the reactor *is* what green threads wait on.
 
 A copy of a C module (``select``, ``time``) is a new module object holding the original
 objects, which do not depend on their module.  A copy of a Python module (``socket``,

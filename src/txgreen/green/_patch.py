@@ -242,8 +242,9 @@ def patch(
     ``time`` (``sleep`` only), ``threading`` (thread-aware locks, conditions, semaphores, events
     and barriers; ``Thread`` and ``Timer`` run as green threads; ``local``, ``current_thread``
     and ``get_ident`` per green thread) and ``queue`` (thread-aware ``Queue``, ``LifoQueue``,
-    ``PriorityQueue`` and ``SimpleQueue``).  ``False`` leaves that part as it is (it does not undo an earlier
-    patch; :func:`unpatch` does).  Calling it again is harmless: parts already patched are kept.
+    ``PriorityQueue`` and ``SimpleQueue``).  ``False`` leaves that part as it is (it does not
+    undo an earlier patch; :func:`unpatch` does).  Calling it again is harmless: parts already
+    patched are kept.
 
     Call it first thing, before importing the libraries to make cooperative: a module that ran
     ``from socket import socket`` or ``from time import sleep`` before patching keeps the

@@ -14,12 +14,13 @@ from __future__ import annotations
 import queue as _std
 import time as _time
 from collections import deque as _deque
-from queue import *  # noqa: F403 - the stdlib's whole surface, re-exported
-from types import GenericAlias
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from txgreen.green.threading import Condition as _Condition
 from txgreen.green.threading import Lock as _Lock
+
+if not TYPE_CHECKING:  # (Empty and Full, the rest of its surface, are named below)
+    from queue import *  # noqa: F403 - the stdlib's whole surface, re-exported
 
 __patched__: list[str] = ["Queue", "LifoQueue", "PriorityQueue", "SimpleQueue"]
 
@@ -30,9 +31,10 @@ _StdPriorityQueue = _std.PriorityQueue
 Empty = _std.Empty
 Full = _std.Full
 _monotonic = _time.monotonic
+_T = TypeVar("_T")
 
 
-class Queue(_StdQueue):  # type: ignore[type-arg]
+class Queue(_StdQueue[_T]):
     """A FIFO queue, the stdlib's ``queue.Queue`` with thread-aware locking.
 
     ``put``/``get`` with ``block`` and ``timeout``, ``task_done``/``join``, ``qsize``,
@@ -43,44 +45,45 @@ class Queue(_StdQueue):  # type: ignore[type-arg]
     def __init__(self, maxsize: int = 0) -> None:
         self.maxsize = maxsize
         self._init(maxsize)
-        self.mutex = _Lock()
-        self.not_empty = _Condition(self.mutex)
-        self.not_full = _Condition(self.mutex)
-        self.all_tasks_done = _Condition(self.mutex)
+        # (the stdlib's stubs type these as its own classes; ours have the same API)
+        self.mutex = _Lock()  # type: ignore[assignment]
+        self.not_empty = _Condition(self.mutex)  # type: ignore[assignment]
+        self.not_full = _Condition(self.mutex)  # type: ignore[assignment]
+        self.all_tasks_done = _Condition(self.mutex)  # type: ignore[assignment]
         self.unfinished_tasks = 0
 
 
-class LifoQueue(_StdLifoQueue, Queue):  # type: ignore[type-arg]
+class LifoQueue(_StdLifoQueue[_T], Queue[_T]):
     """A last-in, first-out :class:`Queue` (the stdlib's ``LifoQueue``, thread-aware)."""
 
 
-class PriorityQueue(_StdPriorityQueue, Queue):  # type: ignore[type-arg]
+class PriorityQueue(_StdPriorityQueue[_T], Queue[_T]):  # type: ignore[type-var]
     """A :class:`Queue` that returns the lowest item first (the stdlib's ``PriorityQueue``,
     thread-aware)."""
 
 
-class SimpleQueue:
+class SimpleQueue(Generic[_T]):
     """An unbounded FIFO queue without task tracking: the stdlib's ``queue.SimpleQueue`` API,
     thread-aware (``put`` never blocks; ``get`` parks a green thread, blocks an OS thread)."""
 
     def __init__(self) -> None:
-        self._items: _deque[Any] = _deque()
+        self._items: _deque[_T] = _deque()
         self._cond = _Condition(_Lock())
 
     def __repr__(self) -> str:
         return f"<txgreen.green.queue.SimpleQueue object at {id(self):#x}>"
 
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+    def put(self, item: _T, block: bool = True, timeout: float | None = None) -> None:
         """Put ``item`` (never blocks; ``block`` and ``timeout`` are accepted and ignored)."""
         with self._cond:
             self._items.append(item)
             self._cond.notify()
 
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item: _T) -> None:
         """Put ``item`` (the same as :meth:`put`)."""
         self.put(item)
 
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+    def get(self, block: bool = True, timeout: float | None = None) -> _T:
         """Take the next item, waiting up to ``timeout`` seconds; ``queue.Empty`` if none came.
 
         ``ValueError`` for a negative ``timeout``.
@@ -102,7 +105,7 @@ class SimpleQueue:
                     self._cond.wait(left)
             return self._items.popleft()
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> _T:
         """Take the next item without waiting; ``queue.Empty`` if there is none."""
         return self.get(False)
 
@@ -113,5 +116,3 @@ class SimpleQueue:
     def qsize(self) -> int:
         """The number of items queued now."""
         return len(self._items)
-
-    __class_getitem__ = classmethod(GenericAlias)

@@ -30,6 +30,7 @@ local to each green thread.  Every other name of the stdlib's module is re-expor
 from __future__ import annotations
 
 import _thread
+import contextlib
 import itertools as _itertools
 import math as _math
 import threading as _std
@@ -37,9 +38,8 @@ import time as _time
 import weakref as _weakref
 from collections import deque as _deque
 from collections.abc import Callable, Iterable, Mapping
-from threading import *  # noqa: F403 - the stdlib's whole surface, re-exported
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenlet import GreenletExit as _GreenletExit
 from greenlet import getcurrent as _getcurrent
@@ -52,6 +52,22 @@ from txgreen._hub import Waiter as _Waiter
 from txgreen._hub import wait_timed as _wait_timed
 from txgreen.errors import ReactorStopped as _ReactorStopped
 from txgreen.green import _fdwait
+
+if TYPE_CHECKING:  # (the type checker sees the re-exported names one by one)
+    from threading import ExceptHookArgs as ExceptHookArgs
+    from threading import ThreadError as ThreadError
+    from threading import active_count as active_count
+    from threading import enumerate as enumerate
+    from threading import excepthook as excepthook
+    from threading import get_native_id as get_native_id
+    from threading import getprofile as getprofile
+    from threading import gettrace as gettrace
+    from threading import main_thread as main_thread
+    from threading import setprofile as setprofile
+    from threading import settrace as settrace
+    from threading import stack_size as stack_size
+else:
+    from threading import *  # noqa: F403 - the stdlib's whole surface, re-exported
 
 __patched__: list[str] = [
     "Lock",
@@ -258,7 +274,7 @@ class RLock:
         )
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        """Take the lock (again, if the caller owns it); True if taken (see :meth:`Lock.acquire`)."""
+        """Take the lock (again, if the caller owns it); True if taken (as :meth:`Lock.acquire`)."""
         _check_acquire(blocking, timeout)
         me = _me()
         if self._owner is me:
@@ -386,10 +402,8 @@ class Condition:
         finally:
             self._acquire_restore(saved)
             if not got:
-                try:
+                with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
-                except ValueError:
-                    pass
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
         """Wait until ``predicate()`` is true (or ``timeout`` passed); its last value."""
@@ -418,16 +432,14 @@ class Condition:
                 pass  # it timed out meanwhile (and is leaving the queue)
             else:
                 n -= 1
-            try:
+            with contextlib.suppress(ValueError):
                 waiters.remove(waiter)
-            except ValueError:
-                pass
 
     def notify_all(self) -> None:
         """Wake every waiter."""
         self.notify(len(self._waiters))
 
-    def notifyAll(self) -> None:  # noqa: N802 - the stdlib's deprecated alias
+    def notifyAll(self) -> None:
         """Deprecated alias of :meth:`notify_all` (as in the stdlib)."""
         import warnings
 
@@ -447,7 +459,8 @@ class Semaphore:
         self._value = value
 
     def __repr__(self) -> str:
-        return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}: value={self._value}>"
+        kind = f"{type(self).__module__}.{type(self).__qualname__}"
+        return f"<{kind} at {id(self):#x}: value={self._value}>"
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take one unit, waiting up to ``timeout`` seconds if none is free; True if taken."""
@@ -528,7 +541,7 @@ class Event:
         """True once :meth:`set` was called (and :meth:`clear` not since)."""
         return self._flag
 
-    def isSet(self) -> bool:  # noqa: N802 - the stdlib's deprecated alias
+    def isSet(self) -> bool:
         """Deprecated alias of :meth:`is_set` (as in the stdlib)."""
         import warnings
 
@@ -640,9 +653,7 @@ class Barrier:
         """Back to the empty state; threads waiting now get ``BrokenBarrierError``."""
         with self._cond:
             if self._count > 0:
-                if self._state == _FILLING:
-                    self._state = _RESETTING
-                elif self._state == _BROKEN:
+                if self._state == _FILLING or self._state == _BROKEN:
                     self._state = _RESETTING
             else:
                 self._state = _FILLING
@@ -753,11 +764,11 @@ class Thread(_StdThread):
             return
         gt = _spawn(self._bootstrap_green)
         self._green = True
-        self._ident = id(gt)  # type: ignore[attr-defined]
-        self._native_id = _thread.get_native_id()  # type: ignore[attr-defined]
+        self._ident = id(gt)
+        self._native_id = _thread.get_native_id()
         setattr(gt, _THREAD_ATTR, self)  # (the thread refers to its green thread by ident only)
         with _std_active_lock:
-            _std_active[self._ident] = self  # type: ignore[attr-defined]
+            _std_active[self._ident] = self
         self._started.set()  # type: ignore[attr-defined]
 
     def _bootstrap_green(self) -> None:
@@ -770,7 +781,7 @@ class Thread(_StdThread):
         finally:
             self._is_stopped = True
             with _std_active_lock:
-                _std_active.pop(self._ident, None)  # type: ignore[attr-defined]
+                _std_active.pop(self._ident, None)
             self._finished.set()
 
     def is_alive(self) -> bool:
@@ -815,7 +826,9 @@ class _DummyGreenThread(Thread):
     """What :func:`current_thread` returns in a green thread not started as a :class:`Thread`."""
 
     def __init__(self, gt: _GreenThread[Any]) -> None:
-        super().__init__(name=f"Dummy-{next(_dummy_counter)}", daemon=True)
+        # Not a daemon (unlike the stdlib's dummies): a Thread started from a plain green
+        # thread (the program's main one under ``txgreen run``) is not one either.
+        super().__init__(name=f"Dummy-{next(_dummy_counter)}", daemon=False)
         self._green = True
         self._ref = _weakref.ref(gt)
         self._ident = id(gt)
@@ -909,7 +922,7 @@ class _LocalData:
         return d, True
 
 
-class local:  # noqa: N801 - the stdlib's name
+class local:
     """Green-thread-local data: each green thread (and each OS thread) sees its own attributes.
 
     Subclass it as the stdlib's ``threading.local``: ``__init__`` runs again, with the
@@ -935,18 +948,22 @@ class local:  # noqa: N801 - the stdlib's name
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "__dict__":
-            raise AttributeError(f"{type(self).__name__!r} object attribute '__dict__' is read-only")
+            raise AttributeError(
+                f"{type(self).__name__!r} object attribute '__dict__' is read-only"
+            )
         with _local_dict(self):
             object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
         if name == "__dict__":
-            raise AttributeError(f"{type(self).__name__!r} object attribute '__dict__' is read-only")
+            raise AttributeError(
+                f"{type(self).__name__!r} object attribute '__dict__' is read-only"
+            )
         with _local_dict(self):
             object.__delattr__(self, name)
 
 
-class _local_dict:  # noqa: N801 - used as a with-statement helper
+class _local_dict:
     """Installs the current green thread's dict on a :class:`local` for one attribute access."""
 
     __slots__ = ("data", "obj")
@@ -981,10 +998,7 @@ def _join_non_daemon_green_threads(timeout: float | None = None) -> None:
             pending = [
                 t
                 for t in _std_active.values()
-                if isinstance(t, Thread)
-                and t._green
-                and not t.daemon
-                and not t._finished.is_set()
+                if isinstance(t, Thread) and t._green and not t.daemon and not t._finished.is_set()
             ]
         if not pending:
             return
@@ -993,4 +1007,3 @@ def _join_non_daemon_green_threads(timeout: float | None = None) -> None:
             t.join(left)
         if deadline is not None and _std_monotonic() >= deadline:
             return
-
