@@ -730,3 +730,117 @@ def test_stress_green_threads_os_threads_and_logging_never_deadlock() -> None:
     assert len(handler.records) == 12 * rounds
     assert not shared.locked()
     assert not handler.lock.locked()
+
+
+# -- programs under ``python -m txgreen run`` --------------------------------------------------
+
+WORKER_POOL = """
+    import queue, sys, threading, time
+
+    assert threading.current_thread() is threading.main_thread()
+    assert threading.get_ident() == threading.main_thread().ident
+    jobs = queue.Queue()
+    results = queue.Queue()
+    go = threading.Event()
+
+    def work():
+        go.wait()
+        while (n := jobs.get()) is not None:
+            time.sleep(0.2)  # slow: green
+            results.put((threading.current_thread().name, n))
+
+    workers = [threading.Thread(target=work, name=f"w{i}") for i in range(50)]
+    for w in workers:
+        w.start()
+    for n in range(50):
+        jobs.put(n)
+    for _ in workers:
+        jobs.put(None)
+    start = time.monotonic()
+    go.set()
+    # The top level ends here: the workers are not daemons, so the program waits for them.
+    import atexit
+
+    @atexit.register
+    def done():
+        got = [results.get_nowait() for _ in range(50)]
+        names = {name for name, _ in got}
+        print(len(got), len(names), round(time.monotonic() - start, 1) < 2.0, flush=True)
+"""
+
+CTRL_C = """
+    import threading, time
+    import txgreen
+
+    lock = threading.Lock()
+    holding = threading.Event()
+
+    def forever():
+        with lock:
+            holding.set()
+            while True:
+                time.sleep(0.05)
+
+    t = threading.Thread(target=forever)  # not a daemon
+    t.start()
+    holding.wait()
+    # An OS thread of Twisted's pool blocks on the lock the green thread holds: at Ctrl-C the
+    # green thread ends (ReactorStopped), its release wakes the OS thread, and the shutdown,
+    # which waits for thread jobs, completes.
+    job = txgreen.spawn(txgreen.call_in_thread, lock.acquire)
+    time.sleep(0.1)
+    print("ready", flush=True)
+    t.join()
+"""
+
+
+def _run_program(
+    tmp_path: Any, code: str, interrupt_after: str | None = None
+) -> tuple[int | None, str, str]:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "program.py"
+    script.write_text(textwrap.dedent(code))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "txgreen", "run", str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        if interrupt_after is not None:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.strip() == interrupt_after, proc.stderr.read() if proc.stderr else ""
+            os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+@pytest.mark.single_reactor
+@pytest.mark.timeout(40)
+def test_a_thread_pool_program_runs_green_and_its_end_waits_for_its_threads(
+    tmp_path: Any,
+) -> None:
+    code, out, err = txgreen.call_in_thread(_run_program, tmp_path, WORKER_POOL)
+    assert code == 0, err
+    assert out.split() == ["50", "50", "True"]  # 50 jobs of 0.2 s at once, by 50 threads
+
+
+@pytest.mark.single_reactor
+@pytest.mark.timeout(40)
+def test_ctrl_c_ends_a_program_with_patched_threading_without_hanging(tmp_path: Any) -> None:
+    start = time.monotonic()
+    code, out, err = txgreen.call_in_thread(_run_program, tmp_path, CTRL_C, "ready")
+    assert code == 130, err
+    assert "KeyboardInterrupt" in err
+    assert time.monotonic() - start < 15

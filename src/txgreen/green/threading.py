@@ -704,6 +704,9 @@ def get_ident() -> int:
     """The current thread's identifier: each green thread has its own; elsewhere the OS's."""
     g = _getcurrent()
     if type(g) is _GreenThread:
+        thread = getattr(g, _THREAD_ATTR, None)
+        if thread is not None:
+            return thread.ident  # type: ignore[no-any-return]
         return id(g)
     return _os_ident()
 
@@ -986,6 +989,15 @@ class _local_dict:
 
     def __exit__(self, *exc: object) -> None:
         self.data.guard.release()
+
+
+def _as_main_thread() -> None:
+    """Make the current green thread the program's main thread: ``current_thread()`` and
+    ``get_ident()`` answer ``main_thread()`` there (``txgreen run`` runs the program's top level
+    in a green thread)."""
+    g = _getcurrent()
+    if type(g) is _GreenThread:
+        setattr(g, _THREAD_ATTR, _std.main_thread())
 
 
 def _join_non_daemon_green_threads(timeout: float | None = None) -> None:

@@ -33,8 +33,11 @@ MODULES = [
     "test.test_urllib2_localnet",
     "test.test_socketserver",
     "test.test_ssl",
+    "test.test_threading",
+    "test.test_queue",
+    "test.test_threading_local",
 ]
-PARTS = ("socket", "dns", "ssl", "select", "selectors", "time")
+PARTS = ("socket", "dns", "ssl", "select", "selectors", "time", "threading", "queue")
 DEADLINE = 10.0  # seconds one test may run before it is recorded as hung (slowest: 3.2)
 RUN_TIMEOUT = 150.0  # seconds one run of a module may take in all (restarts included)
 HUNG_STATUS = 3  # cpython_runner's exit status when a test hung
