@@ -29,7 +29,6 @@ import importlib
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 import unittest
