@@ -844,3 +844,26 @@ def test_ctrl_c_ends_a_program_with_patched_threading_without_hanging(tmp_path: 
     assert code == 130, err
     assert "KeyboardInterrupt" in err
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.usefixtures("patched")
+def test_an_os_thread_threading_did_not_start_gets_the_stdlib_dummy_thread() -> None:
+    import threading
+
+    done = threading.Event()
+    seen: list[Any] = []
+
+    def f() -> None:
+        me = threading.current_thread()  # the stdlib's _DummyThread, made after patch()
+        seen.extend([me, threading.get_ident()])
+        done.set()  # wakes the green thread below through the reactor
+
+    ident = _thread.start_new_thread(f, ())
+    assert done.wait(DEADLINE)
+    dummy, got = seen
+    try:
+        assert type(dummy) is std_threading._DummyThread  # type: ignore[attr-defined]
+        assert dummy.ident == got == ident
+    finally:
+        with std_threading._active_limbo_lock:  # type: ignore[attr-defined]
+            std_threading._active.pop(ident, None)  # type: ignore[attr-defined]

@@ -95,6 +95,13 @@ _std_monotonic = _time.monotonic
 TIMEOUT_MAX = _thread.TIMEOUT_MAX
 
 
+def _kind(obj: object) -> str:
+    """``module.Class`` for a repr: ``threading.Event`` for ours, as the stdlib's reprs say."""
+    cls = type(obj)
+    module = "threading" if cls.__module__ == __name__ else cls.__module__
+    return f"{module}.{cls.__qualname__}"
+
+
 def _check_acquire(blocking: bool, timeout: float) -> float | None:
     """The wait ``acquire(blocking, timeout)`` asks for (None: forever), checked as the stdlib's."""
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
@@ -459,8 +466,7 @@ class Semaphore:
         self._value = value
 
     def __repr__(self) -> str:
-        kind = f"{type(self).__module__}.{type(self).__qualname__}"
-        return f"<{kind} at {id(self):#x}: value={self._value}>"
+        return f"<{_kind(self)} at {id(self):#x}: value={self._value}>"
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take one unit, waiting up to ``timeout`` seconds if none is free; True if taken."""
@@ -507,10 +513,7 @@ class BoundedSemaphore(Semaphore):
         self._initial_value = value
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}: "
-            f"value={self._value}/{self._initial_value}>"
-        )
+        return f"<{_kind(self)} at {id(self):#x}: value={self._value}/{self._initial_value}>"
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` units; ``ValueError`` if that would exceed the initial value."""
@@ -532,7 +535,7 @@ class Event:
 
     def __repr__(self) -> str:
         state = "set" if self._flag else "unset"
-        return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}: {state}>"
+        return f"<{_kind(self)} at {id(self):#x}: {state}>"
 
     def _at_fork_reinit(self) -> None:
         self._cond._at_fork_reinit()
@@ -593,11 +596,8 @@ class Barrier:
 
     def __repr__(self) -> str:
         if self._state == _BROKEN:
-            return f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}: broken>"
-        return (
-            f"<{type(self).__module__}.{type(self).__qualname__} at {id(self):#x}: "
-            f"waiters={self.n_waiting}/{self.parties}>"
-        )
+            return f"<{_kind(self)} at {id(self):#x}: broken>"
+        return f"<{_kind(self)} at {id(self):#x}: waiters={self.n_waiting}/{self.parties}>"
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait until ``parties`` threads wait; this thread's index (0 to parties - 1).
@@ -750,6 +750,12 @@ class Thread(_StdThread):
         *,
         daemon: bool | None = None,
     ) -> None:
+        if not isinstance(self, Thread):
+            # The stdlib's own subclasses call ``Thread.__init__(self)`` by name, which after
+            # patch() is this function (``threading._DummyThread``, made for an OS thread that
+            # ``threading`` did not start): they get the stdlib's.
+            _StdThread.__init__(self, group, target, name, args, kwargs, daemon=daemon)
+            return
         if daemon is None:
             daemon = current_thread().daemon
         super().__init__(group, target, name, args, kwargs, daemon=daemon)
@@ -791,7 +797,9 @@ class Thread(_StdThread):
         """True from ``start()`` until ``run()`` has ended."""
         if not self._green:
             return super().is_alive()
-        return not self._finished.is_set()
+        # (_is_stopped: also set by the stdlib's after-fork hook, for every thread but the
+        # one that forked, as for OS threads)
+        return not self._is_stopped and not self._finished.is_set()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the thread ends, or ``timeout`` seconds (check :meth:`is_alive` after).
