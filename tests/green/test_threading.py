@@ -840,7 +840,7 @@ def test_a_thread_pool_program_runs_green_and_its_end_waits_for_its_threads(
 @pytest.mark.timeout(40)
 def test_ctrl_c_ends_a_program_with_patched_threading_without_hanging(tmp_path: Any) -> None:
     start = time.monotonic()
-    code, out, err = txgreen.call_in_thread(_run_program, tmp_path, CTRL_C, "ready")
+    code, _out, err = txgreen.call_in_thread(_run_program, tmp_path, CTRL_C, "ready")
     assert code == 130, err
     assert "KeyboardInterrupt" in err
     assert time.monotonic() - start < 15
