@@ -862,7 +862,7 @@ def test_an_os_thread_threading_did_not_start_gets_the_stdlib_dummy_thread() -> 
     assert done.wait(DEADLINE)
     dummy, got = seen
     try:
-        assert type(dummy) is std_threading._DummyThread  # type: ignore[attr-defined]
+        assert type(dummy) is std_threading._DummyThread
         assert dummy.ident == got == ident
     finally:
         with std_threading._active_limbo_lock:  # type: ignore[attr-defined]
