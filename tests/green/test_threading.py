@@ -867,3 +867,25 @@ def test_an_os_thread_threading_did_not_start_gets_the_stdlib_dummy_thread() -> 
     finally:
         with std_threading._active_limbo_lock:  # type: ignore[attr-defined]
             std_threading._active.pop(ident, None)  # type: ignore[attr-defined]
+
+
+EXECUTOR = """
+    import concurrent.futures, threading, time
+
+    pool = concurrent.futures.ThreadPoolExecutor(8)  # never shut down: the program's end does
+    start = time.monotonic()
+    results = list(pool.map(lambda n: time.sleep(0.2) or n, range(8)))
+    workers = {type(t).__module__ for t in pool._threads}
+    print(results == list(range(8)), time.monotonic() - start < 1.0, sorted(workers))
+"""
+
+
+@pytest.mark.single_reactor
+@pytest.mark.timeout(40)
+def test_a_thread_pool_executor_left_open_runs_green_and_the_program_still_ends(
+    tmp_path: Any,
+) -> None:
+    code, out, err = txgreen.call_in_thread(_run_program, tmp_path, EXECUTOR)
+    assert code == 0, err
+    assert out.split() == ["True", "True", "['txgreen.green.threading']"]
+    assert "Exception" not in err

@@ -1010,8 +1010,14 @@ def _as_main_thread() -> None:
 
 def _join_non_daemon_green_threads(timeout: float | None = None) -> None:
     """Wait for the green :class:`Thread` objects that are not daemons (the stdlib's shutdown
-    rule), from the reactor's thread; ``txgreen run`` calls it when the program's top level
-    ends."""
+    rule), from the reactor's thread, after the ``threading._register_atexit`` callbacks;
+    ``txgreen run`` calls it when the program's top level ends."""
+    # First what the interpreter's shutdown calls before it joins threads, latest first:
+    # ``threading._register_atexit`` callbacks (concurrent.futures' executors tell their
+    # worker threads, green ones after patch(), to stop).  Each runs once.
+    atexits: list[Callable[[], object]] = _std._threading_atexits  # type: ignore[attr-defined]
+    while atexits:
+        atexits.pop()()
     deadline = None if timeout is None else _std_monotonic() + timeout
     while True:
         with _std_active_lock:
