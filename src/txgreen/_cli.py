@@ -36,9 +36,9 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="python -m txgreen run",
         description=(
             "Run an unmodified program in a green thread on Twisted's reactor. The stdlib's "
-            "socket, ssl, select, selectors, time and DNS are patched first (txgreen.patch()), "
-            "so blocking libraries the program uses wait cooperatively; the command exits "
-            "with the program's status."
+            "socket, ssl, select, selectors, time, DNS, threading and queue are patched first "
+            "(txgreen.patch()), so blocking libraries the program uses wait cooperatively and "
+            "its threads are green threads; the command exits with the program's status."
         ),
     )
     parser.add_argument(
