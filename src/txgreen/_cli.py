@@ -36,9 +36,10 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="python -m txgreen run",
         description=(
             "Run an unmodified program in a green thread on Twisted's reactor. The stdlib's "
-            "socket, ssl, select, selectors, time, subprocess and DNS are patched first "
-            "(txgreen.patch()), so blocking libraries the program uses wait cooperatively; the "
-            "command exits with the program's status."
+            "socket, ssl, select, selectors, time, DNS, subprocess, threading and queue are "
+            "patched first (txgreen.patch()), so blocking libraries the program uses wait "
+            "cooperatively and its threads are green threads; the command exits with the "
+            "program's status."
         ),
     )
     parser.add_argument(
@@ -120,8 +121,26 @@ def run_command(argv: Sequence[str]) -> int:
         def target() -> Any:
             return runpy.run_path(filename, run_name="__main__")
 
+    program = target
+
+    def main_green_thread() -> Any:
+        # With threading patched, the program's top level is its main thread, and its end
+        # waits for the Threads that are not daemons, as the interpreter's shutdown would.
+        if "threading" not in txgreen.patched():
+            return program()
+        from txgreen.green import threading as green_threading
+
+        green_threading._as_main_thread()
+        try:
+            result = program()
+        except (Exception, SystemExit):
+            green_threading._join_non_daemon_green_threads()
+            raise
+        green_threading._join_non_daemon_green_threads()
+        return result
+
     try:
-        txgreen.run(target)
+        txgreen.run(main_green_thread)
     except SystemExit:
         raise
     except KeyboardInterrupt:

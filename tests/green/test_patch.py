@@ -38,7 +38,8 @@ def T(p: protocol.Protocol) -> Any:
     return p.transport
 
 
-PARTS = {"socket", "dns", "ssl", "select", "selectors", "time", "subprocess"}  # the default patch()
+PARTS = {"socket", "dns", "ssl", "select", "selectors", "time", "subprocess", "threading", "queue"}
+# (the default patch())
 STD_SOCKET_NAMES = ["socket", "create_connection", "create_server", "fromfd", "socketpair"]
 
 
@@ -59,7 +60,10 @@ def patched_stdlib() -> Iterator[None]:
 
 
 def _others_off() -> dict[str, bool]:
-    return {part: False for part in ("ssl", "select", "selectors", "time", "subprocess")}
+    return {
+        part: False
+        for part in ("ssl", "select", "selectors", "time", "subprocess", "threading", "queue")
+    }
 
 
 class Echo(protocol.Protocol):
@@ -100,6 +104,8 @@ def test_patch_with_everything_off_changes_nothing() -> None:
         selectors=False,
         time=False,
         subprocess=False,
+        threading=False,
+        queue=False,
     )
     assert txgreen.patched() == frozenset()
     assert socket.socket is not gsocket.socket
@@ -153,8 +159,8 @@ def test_a_tls_context_made_before_patching_makes_green_sockets() -> None:
 
 
 def test_unknown_part_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="threading"):
-        txgreen.patch(threading=True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="curses"):
+        txgreen.patch(curses=True)  # type: ignore[call-arg]
     assert txgreen.patched() == frozenset()
 
 

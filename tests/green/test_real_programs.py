@@ -17,6 +17,7 @@ DelayedCalls, green threads, open sockets) and an empty fd registry.
 
 from __future__ import annotations
 
+import _thread
 import http.client
 import smtplib
 import socket
@@ -201,10 +202,11 @@ class SlowUpper(socketserver.StreamRequestHandler):
         line = self.rfile.readline()
         time.sleep(DELAY)
         self.wfile.write(line.upper())
-        served_by.append((threading.get_ident(), type(self.request)))
+        served_by.append((_thread.get_ident(), threading.get_ident(), type(self.request)))
 
 
-served_by: list[tuple[int | None, type]] = []  # (thread, request socket type) per request
+# (OS thread, thread -- a green thread's own after patch() --, request socket type) per request
+served_by: list[tuple[int, int, type]] = []
 
 
 class GreenThreadingMixIn:
@@ -265,15 +267,15 @@ def test_socketserver_tcp_server_with_green_threads() -> None:
     assert txgreen.joinall(server.handlers, timeout=5)
     assert answers == expected_answers()
     assert len(served_by) == N
-    assert {thread for thread, _ in served_by} == {threading.get_ident()}  # the reactor's
-    assert {kind for _, kind in served_by} == {gsocket.socket}
+    assert {os_thread for os_thread, _, _ in served_by} == {_thread.get_ident()}  # the reactor's
+    assert {kind for _, _, kind in served_by} == {gsocket.socket}
     proof.check()
 
 
-def test_stdlib_threading_tcp_server_in_os_threads() -> None:
-    # The stdlib's own ThreadingTCPServer, unmodified, with serve_forever in an OS thread and a
-    # thread per request: its (patched) sockets, selector and time.sleep block those OS threads
-    # like the stdlib's, while green clients talk to it without blocking the reactor.
+def test_stdlib_threading_tcp_server_in_green_threads() -> None:
+    # The stdlib's own ThreadingTCPServer, unmodified, with serve_forever in a threading.Thread
+    # and a thread per request: after patch() those are green threads (one per request, all in
+    # the reactor's OS thread), with green sockets, selector and time.sleep.
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SlowUpper, bind_and_activate=False)
     server.request_queue_size = 1024  # before listen(): a hundred clients connect at once
     server.server_bind()
@@ -283,7 +285,7 @@ def test_stdlib_threading_tcp_server_in_os_threads() -> None:
     serving.start()
     try:
         answers, proof = concurrently(
-            "socketserver.ThreadingTCPServer, OS threads",
+            "socketserver.ThreadingTCPServer, green threads",
             lambda i: ask(port, i),
             reset=served_by.clear,
         )
@@ -294,10 +296,11 @@ def test_stdlib_threading_tcp_server_in_os_threads() -> None:
     assert not serving.is_alive()
     assert answers == expected_answers()
     assert len(served_by) == N
-    threads = {thread for thread, _ in served_by}
-    assert threading.get_ident() not in threads  # never the reactor's thread
-    assert len(threads) > 1
-    assert {kind for _, kind in served_by} == {gsocket.socket}  # patched, used in OS threads
+    assert {os_thread for os_thread, _, _ in served_by} == {_thread.get_ident()}
+    threads = {thread for _, thread, _ in served_by}
+    assert threading.get_ident() not in threads
+    assert len(threads) == N  # a thread per request
+    assert {kind for _, _, kind in served_by} == {gsocket.socket}
     proof.check()
 
 

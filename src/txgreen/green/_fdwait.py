@@ -33,6 +33,7 @@ never get here (they block in the OS instead, see :func:`blocking_wait`).
 
 from __future__ import annotations
 
+import _thread
 import errno
 import select
 import threading
@@ -325,7 +326,7 @@ def green_caller() -> tuple[Hub, Any] | None:
         ident = threadable.ioThread
         if ident is None:
             ident = threading.main_thread().ident
-    if ident != threading.get_ident():
+    if ident != _thread.get_ident():
         return None  # another OS thread: behave like the stdlib's blocking call
     try:
         if not hub.check_can_block(cur, "a green socket call"):
@@ -355,7 +356,8 @@ def before_close(fd: int) -> None:
     if fd not in _watches:
         return
     hub = get_hub()
-    if hub.thread_ident in (None, threading.get_ident()):
+    # (the OS thread's ident: after patch(threading=True) threading's is the green thread's)
+    if hub.thread_ident in (None, _thread.get_ident()):
         notify_close(fd)
     else:
         # Closed from another OS thread while a green thread waits on it: the registry

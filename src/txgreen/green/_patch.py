@@ -51,7 +51,14 @@ _TARGETS: dict[str, tuple[str, str]] = {
     "selectors": ("selectors", "__patched__"),
     "time": ("time", "__patched__"),
     "subprocess": ("subprocess", "__patched__"),
+    "threading": ("threading", "__patched__"),
+    "queue": ("queue", "__patched__"),
 }
+# Parts whose stdlib originals, when a module keeping originals imported them by name before
+# patching (Twisted's thread pool: ``from queue import Queue``, ``from threading import
+# current_thread``), are swapped for the pristine copy's: the originals look the patched names
+# up at call time (``queue.Queue()`` builds ``threading.Lock()``), the copy's do not.
+_SWAP_KEPT_ORIGINALS = frozenset({"threading", "queue"})
 
 # Modules that must keep the blocking originals: the reactor's and the event loop's.
 _KEEP_ORIGINALS = ("twisted", "asyncio", "txgreen")
@@ -165,6 +172,8 @@ def _apply(flag: str) -> None:
         setattr(std, name, new)
         kept = getattr(copy, name) if copy is not None else old
         _to_original[id(new)] = (new, kept)
+        if flag in _SWAP_KEPT_ORIGINALS and kept is not old:
+            _to_original[id(old)] = (old, kept)
     if flag == "ssl":
         record.extend(_patch_ssl_contexts(green))
     _applied[flag] = record
@@ -223,17 +232,23 @@ def patch(
     selectors: bool = True,
     time: bool = True,
     subprocess: bool = True,
+    threading: bool = True,
+    queue: bool = True,
 ) -> None:
     """Make the stdlib's blocking modules cooperative for green threads, process-wide.
 
     Each flag patches one part: ``socket`` (the socket class and the functions that make
     sockets), ``dns`` (``getaddrinfo`` and the other name-service functions, run in a resolver
     thread pool of their own), ``ssl`` (``SSLSocket``, and contexts made before patching),
-    ``select`` (``select``, ``poll``, ``epoll``), ``selectors`` (the selector classes) and
-    ``time`` (``sleep`` only) and ``subprocess`` (``Popen``, ``run``, ``call``, ``check_call``,
+    ``select`` (``select``, ``poll``, ``epoll``), ``selectors`` (the selector classes),
+    ``time`` (``sleep`` only), ``subprocess`` (``Popen``, ``run``, ``call``, ``check_call``,
     ``check_output``, ``getoutput``, ``getstatusoutput``: pipes and waits park only the green
-    thread).  ``False`` leaves that part as it is (it does not undo an earlier
-    patch; :func:`unpatch` does).  Calling it again is harmless: parts already patched are kept.
+    thread), ``threading`` (thread-aware locks, conditions, semaphores, events
+    and barriers; ``Thread`` and ``Timer`` run as green threads; ``local``, ``current_thread``
+    and ``get_ident`` per green thread) and ``queue`` (thread-aware ``Queue``, ``LifoQueue``,
+    ``PriorityQueue`` and ``SimpleQueue``).  ``False`` leaves that part as it is (it does not
+    undo an earlier patch; :func:`unpatch` does).  Calling it again is harmless: parts already
+    patched are kept.
 
     Call it first thing, before importing the libraries to make cooperative: a module that ran
     ``from socket import socket`` or ``from time import sleep`` before patching keeps the
@@ -241,7 +256,8 @@ def patch(
     :class:`~txgreen.errors.PatchWarning`.  Twisted and asyncio keep the originals (the reactor
     is what green threads wait on); the patched functions are thread-aware, so OS threads
     (``call_in_thread`` jobs, Twisted's thread pool) and reactor callbacks get the blocking
-    behaviour they expect.  ``python -m txgreen run script.py`` patches, then runs a program.
+    behaviour they expect; Twisted's thread pool keeps real OS threads and real locks.
+    ``python -m txgreen run script.py`` patches, then runs a program.
     """
     wanted = {
         "socket": socket,
@@ -251,6 +267,8 @@ def patch(
         "selectors": selectors,
         "time": time,
         "subprocess": subprocess,
+        "threading": threading,
+        "queue": queue,
     }
     with _lock:
         todo = [flag for flag, on in wanted.items() if on and flag not in _applied]

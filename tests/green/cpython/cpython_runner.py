@@ -22,13 +22,13 @@ unittest's own ids (``setUpClass (test.test_x.Case)``).
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import faulthandler
 import importlib
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 import unittest
@@ -76,7 +76,7 @@ class Recorder(unittest.TestResult):
         self.outcomes: dict[str, dict[str, str]] = {}
         self.current: str | None = None
         self.started = 0.0
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()  # real: the watchdog OS thread takes it too
         self.deadline = deadline
         self.green = green  # the txgreen package when the tests run in a green thread
         self.greenlet: Any = None
@@ -278,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             recorder.outcomes[test.id()] = {"outcome": "skipped", "detail": "needs the internet"}
             continue
         tests.append(test)
-    threading.Thread(target=_watchdog, args=(recorder, report), daemon=True).start()
+    # A real OS thread whatever patch() did to threading.Thread (a green one could not
+    # watch a test that blocks the reactor's thread).
+    _thread.start_new_thread(_watchdog, (recorder, report))
     unittest.TestSuite(tests).run(recorder)
     # Fixture errors (setUpModule, setUpClass) have no startTest: keep them too.
     for holder, err in recorder.errors:
