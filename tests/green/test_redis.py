@@ -13,6 +13,7 @@ expires); all finish in a fraction of N x 0.2 s while a ticker green thread keep
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -221,3 +222,35 @@ def test_fifty_clients_blpop_at_once_on_a_shared_pool(port: int) -> None:
     finally:
         pool.disconnect()
     proof.check()
+
+
+def test_a_blocking_pool_makes_a_green_thread_wait_for_a_connection(port: int) -> None:
+    # BlockingConnectionPool waits on a queue.Queue (LifoQueue) when it is empty: the green
+    # queue parks the second green thread while the first holds the only connection, and the
+    # reactor keeps running meanwhile.
+    pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+        host="127.0.0.1", port=port, max_connections=1, timeout=5
+    )
+    r = redis.Redis(connection_pool=pool)
+    try:
+        r.delete("blocking-pool")
+        started = time.monotonic()
+        first = txgreen.spawn(r.blpop, ["blocking-pool"], timeout=0.3)
+        txgreen.sleep(0.05)  # the first green thread holds the connection, in BLPOP
+        ticks: list[float] = []
+
+        def tick() -> None:
+            for _ in range(10):
+                ticks.append(time.monotonic())
+                txgreen.sleep(0.02)
+
+        ticker = txgreen.spawn(tick)
+        second = txgreen.spawn(r.ping)
+        assert second.get(timeout=5) is True
+        assert first.get(timeout=5) is None  # BLPOP timed out
+        assert 0.25 < time.monotonic() - started < 2
+        ticker.join(timeout=5)
+        assert len(ticks) == 10
+        assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.1  # the reactor kept running
+    finally:
+        pool.disconnect()
