@@ -267,3 +267,43 @@ def bench_medians(lines: list[str], pattern: re.Pattern[str]) -> dict[str, float
             assert 0 < best <= median
             figures[m[1]] = median
     return figures
+
+
+# -- the report of the echo benchmarks (bench_echo.py, bench_green_socket.py) ------------------
+
+ECHO_ROW = re.compile(r"^  (\S.*?) +(\d{1,3}(?:,\d{3})*) +(\d{1,3}(?:,\d{3})*)$")
+ECHO_CPU_ROW = re.compile(r"^  (\S.*?) +(\d+\.\d) +(\d+\.\d)$")
+
+
+def echo_tables(
+    lines: list[str], start: int, labels: list[str]
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """Check the two tables an echo benchmark prints from ``lines[start]`` on.
+
+    The round trips per second at 1 and 100 connections, a blank line, then the servers' CPU
+    time per round trip (from /proc), one row per label in order.  Returns both tables.
+    """
+    n = len(labels)
+    assert re.fullmatch(r"  server +1 conn +100 conns   \(round trips per second\)", lines[start])
+    figures: dict[str, tuple[float, float]] = {}
+    for line in lines[start + 1 : start + 1 + n]:
+        m = ECHO_ROW.match(line)
+        assert m is not None, line
+        figures[m[1]] = (float(m[2].replace(",", "")), float(m[3].replace(",", "")))
+    assert list(figures) == labels
+    # Every server answered: echoload exits with an error (and the benchmark with it) if a
+    # connection fails, and a server that echoes at all does hundreds of round trips per second.
+    assert all(f > 100 for pair in figures.values() for f in pair), figures
+    assert lines[start + 1 + n] == ""
+    assert re.fullmatch(
+        r"  server CPU per round trip +1 conn +100 conns   \(us, median\)", lines[start + 2 + n]
+    )
+    cpu: dict[str, tuple[float, float]] = {}
+    for line in lines[start + 3 + n : start + 3 + 2 * n]:
+        m = ECHO_CPU_ROW.match(line)
+        assert m is not None, line
+        cpu[m[1]] = (float(m[2]), float(m[3]))
+    assert list(cpu) == labels
+    # Serving hundreds of round trips per second costs some CPU, and less than a second each.
+    assert all(0 < f < 1e6 for pair in cpu.values() for f in pair), cpu
+    return figures, cpu

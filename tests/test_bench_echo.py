@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from support import PROGRAM_TEST_MARKS, ROOT, run_program
+from support import PROGRAM_TEST_MARKS, ROOT, echo_tables, run_program
 
 # The program starts its own servers (each in a process of its own, Twisted on epoll).
 pytestmark = [
@@ -25,16 +25,10 @@ LABELS = [
     "c. gevent StreamServer",
     "d. asyncio streams (start_server)",
 ]
-ROW = re.compile(r"^  (\S.*?) +(\d{1,3}(?:,\d{3})*) +(\d{1,3}(?:,\d{3})*)$")
 RATIO = re.compile(
     r"^  green / (twisted|gevent) +(1 conn|100 conns) += +(\d+\.\d{3})(  PASS|  MISS)?"
     r"  \(target (.+); per round (\d+\.\d\d)-(\d+\.\d\d), green ahead in (\d) of 1\)$"
 )
-CPU_ROW = re.compile(r"^  (\S.*?) +(\d+\.\d) +(\d+\.\d)$")
-
-
-def figure(text: str) -> float:
-    return float(text.replace(",", ""))
 
 
 def test_smoke_report_has_every_server_and_the_ratios() -> None:
@@ -55,29 +49,7 @@ def test_smoke_report_has_every_server_and_the_ratios() -> None:
         lines[2],
     ), lines[2]
     assert lines[3] == ""
-    assert re.fullmatch(r"  server +1 conn +100 conns   \(round trips per second\)", lines[4])
-    figures: dict[str, tuple[float, float]] = {}
-    for line in lines[5:9]:
-        m = ROW.match(line)
-        assert m is not None, line
-        figures[m[1]] = (figure(m[2]), figure(m[3]))
-    assert list(figures) == LABELS
-    # Every server answered: echoload exits with an error (and the benchmark with it) if a
-    # connection fails, and a server that echoes at all does hundreds of round trips per second.
-    assert all(f > 100 for pair in figures.values() for f in pair), figures
-    # The servers' CPU time per round trip (from /proc: this test runs on Linux).
-    assert lines[9] == ""
-    assert re.fullmatch(
-        r"  server CPU per round trip +1 conn +100 conns   \(us, median\)", lines[10]
-    )
-    cpu: dict[str, tuple[float, float]] = {}
-    for line in lines[11:15]:
-        m = CPU_ROW.match(line)
-        assert m is not None, line
-        cpu[m[1]] = (float(m[2]), float(m[3]))
-    assert list(cpu) == LABELS
-    # Serving hundreds of round trips per second costs some CPU, and less than a second each.
-    assert all(0 < f < 1e6 for pair in cpu.values() for f in pair), cpu
+    figures, _ = echo_tables(lines, 4, LABELS)
     lines = lines[6:]  # the ratios follow as before
     assert lines[9:11] == ["", "ratios (same run):"]
     green = figures[LABELS[0]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PROGRAM_TEST_MARKS, ROOT, run_program
+from support import PROGRAM_TEST_MARKS, ROOT, echo_tables, run_program
 
 # The program starts its own servers (each in a process of its own; txgreen on epoll).
 pytestmark = [
@@ -29,8 +29,6 @@ LABELS = [
     "c. eventlet (monkey_patch)",
     "d. OS threads (thread per conn)",
 ]
-ROW = re.compile(r"^  (\S.*?) +(\d{1,3}(?:,\d{3})*) +(\d{1,3}(?:,\d{3})*)$")
-CPU_ROW = re.compile(r"^  (\S.*?) +(\d+\.\d) +(\d+\.\d)$")
 TARGET = re.compile(
     r"^  txgreen / (eventlet|gevent) 100 conns: += +(\d+\.\d{3})  >= (\d\.\d\d) (PASS|MISS)"
     r"  \(per round (\d+\.\d\d)-(\d+\.\d\d)\)$"
@@ -39,10 +37,6 @@ REFERENCE = re.compile(
     r"^  txgreen / (eventlet|gevent|threads) (1 conn|100 conns): += +(\d+\.\d{3})"
     r"  \(for reference\)  \(per round (\d+\.\d\d)-(\d+\.\d\d)\)$"
 )
-
-
-def figure(text: str) -> float:
-    return float(text.replace(",", ""))
 
 
 def test_smoke_report_has_every_variant_and_the_targets() -> None:
@@ -88,27 +82,7 @@ def test_smoke_report_has_every_variant_and_the_targets() -> None:
         "a threading.Thread per connection"
     )
     assert lines[9] == ""
-    assert re.fullmatch(r"  server +1 conn +100 conns   \(round trips per second\)", lines[10])
-    figures: dict[str, tuple[float, float]] = {}
-    for line in lines[11:15]:
-        m = ROW.match(line)
-        assert m is not None, line
-        figures[m[1]] = (figure(m[2]), figure(m[3]))
-    assert list(figures) == LABELS
-    # Every server answered: echoload exits with an error (and the benchmark with it) if a
-    # connection fails, and a server that echoes at all does hundreds of round trips per second.
-    assert all(f > 100 for pair in figures.values() for f in pair), figures
-    assert lines[15] == ""
-    assert re.fullmatch(
-        r"  server CPU per round trip +1 conn +100 conns   \(us, median\)", lines[16]
-    )
-    cpu: dict[str, tuple[float, float]] = {}
-    for line in lines[17:21]:
-        m = CPU_ROW.match(line)
-        assert m is not None, line
-        cpu[m[1]] = (float(m[2]), float(m[3]))
-    assert list(cpu) == LABELS
-    assert all(0 < f < 1e6 for pair in cpu.values() for f in pair), cpu
+    figures, _ = echo_tables(lines, 10, LABELS)
     assert lines[21:23] == ["", "ratios (medians of this run; each target at 100 connections):"]
     by_name = dict(zip(("txgreen", "gevent", "eventlet", "threads"), figures.values(), strict=True))
     # The two targets of issue 10, each a PASS or MISS that agrees with its printed ratio.
