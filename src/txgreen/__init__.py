@@ -81,7 +81,7 @@ from txgreen.errors import (
 from txgreen.green._patch import patch, patched, unpatch
 
 if TYPE_CHECKING:
-    from txgreen._wsgi import WSGIResource, serve_wsgi
+    from txgreen.web import WSGIResource, serve_wsgi
 else:
     # ``txgreen.green`` is both the @green decorator and the green standard library package
     # (txgreen/green/): the package is callable as the decorator.  Bound here for good, so
@@ -89,7 +89,7 @@ else:
     from txgreen import green
 
 # Imported on first use: the WSGI container pulls in twisted.web, which most programs never need.
-_LAZY = {"WSGIResource": "txgreen._wsgi", "serve_wsgi": "txgreen._wsgi"}
+_LAZY = {"WSGIResource": "txgreen.web", "serve_wsgi": "txgreen.web"}
 
 
 def __getattr__(name: str) -> Any:

@@ -30,7 +30,7 @@ from twisted.web.server import Site
 
 import txgreen
 from support import Boom, exception_state, log_events, shared_by_twisted, tb_frames
-from txgreen._wsgi import WSGIResource, serve_wsgi
+from txgreen.web import WSGIResource, serve_wsgi
 
 LOCAL = "tcp:0:interface=127.0.0.1:backlog=512"
 

@@ -25,7 +25,6 @@ of :class:`_Response` that only set flags and wake it):
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 from collections.abc import Callable, Iterable
@@ -33,25 +32,22 @@ from types import TracebackType
 from typing import IO, Any, ClassVar
 
 from greenlet import GreenletExit
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IListeningPort, IPushProducer, IStreamServerEndpoint
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from txgreen._block import block_on
 from txgreen._event import Event
 from txgreen._hub import get_hub
 from txgreen._pool import Group
-from txgreen._stream import PortCloser
 from txgreen._util import failure_of, fresh_copy, own_error
 from txgreen.errors import ReactorStopped
 
-__all__ = ["WSGIResource", "serve_wsgi"]
+__all__ = ["WSGIResource"]
 
 log = Logger(namespace="txgreen.wsgi")
 
@@ -554,76 +550,3 @@ class WSGIResource(Resource):
         response.request.registerProducer(response, True)
         self.threads.spawn(response.run)
         return NOT_DONE_YET
-
-
-# -- serve_wsgi ---------------------------------------------------------------------------------
-
-
-class _TrackingSite(Site):
-    """A Site that remembers the transports of its open connections, for serve_wsgi to close."""
-
-    def __init__(self, resource: Resource, reactor: Any) -> None:
-        super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]
-        self.transports: set[Any] = set()
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
-        if protocol is None:
-            return None
-        made, lost = protocol.makeConnection, protocol.connectionLost
-        transports = self.transports
-        mine: list[Any] = []
-
-        def make_connection(transport: Any) -> None:
-            mine.append(transport)
-            transports.add(transport)
-            made(transport)
-
-        def connection_lost(reason: Failure) -> None:
-            for transport in mine:
-                transports.discard(transport)
-            lost(reason)
-
-        protocol.makeConnection = make_connection
-        protocol.connectionLost = connection_lost
-        return protocol
-
-
-def serve_wsgi(
-    endpoint: str | IStreamServerEndpoint,
-    application: _Application,
-    *,
-    reactor: Any = None,
-    on_listen: Callable[[IListeningPort], object] | None = None,
-) -> None:
-    """Serve ``application`` over HTTP on ``endpoint`` until the calling green thread is killed.
-
-    ``endpoint`` is a server endpoint description (``"tcp:8080:interface=127.0.0.1"``) or an
-    ``IStreamServerEndpoint``; the server is a twisted.web ``Site`` whose root is a
-    :class:`WSGIResource` of ``application``.  Blocks until the port listens (raising the
-    error if it cannot), calls ``on_listen(port)`` with the ``IListeningPort`` (its
-    ``getHost().port`` is the bound port), then blocks until the green thread is killed.  On
-    the way out it stops listening, kills the requests still running (their connections are
-    aborted) and closes the idle connections.
-    """
-    resource = WSGIResource(application, reactor=reactor)
-    reactor = resource.reactor
-    ep: Any = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
-    site = _TrackingSite(resource, reactor)
-    port: Any = block_on(ep.listen(site))
-    closer = PortCloser(reactor, port)  # the shutdown closes the port at once
-    try:
-        if on_listen is not None:
-            on_listen(port)
-        Event().wait()  # until killed
-    finally:
-        try:
-            with contextlib.suppress(ReactorStopped):  # shutdown: the port is closing already
-                block_on(closer.stop())
-        finally:
-            try:
-                with contextlib.suppress(ReactorStopped):
-                    resource.threads.kill()
-            finally:
-                for transport in list(site.transports):
-                    transport.loseConnection()
