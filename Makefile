@@ -16,7 +16,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 # What the real-library tests need from the system: Debian's redis-server (the Redis tests start
-# one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver).
+# one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver),
+# and curl (tests/web/test_real_apps.py drives the served Flask and Django apps with it too).
 # Installed with apt-get when missing and apt-get is there (through sudo unless root); otherwise
 # this says how, and those tests fail with the same advice.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -25,6 +26,7 @@ services:
 	command -v redis-server >/dev/null 2>&1 || test -x /usr/sbin/redis-server \
 		|| missing="$$missing redis-server"; \
 	$(BIN)/python -c "import psycopg" >/dev/null 2>&1 || missing="$$missing libpq5"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
 		echo "installing$$missing with apt-get"; \

@@ -1,0 +1,72 @@
+"""A Flask application served by txgreen (the routes are listed in :mod:`apps`).
+
+Serve it with ``python -m txgreen serve --chdir tests/web apps.flask_app:app`` or with
+``gunicorn -k txgreen.web.gunicorn.GreenWorker --chdir tests/web apps.flask_app:app``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from apps import work
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def home() -> Response:
+    return Response("flask home\n", mimetype="text/plain")
+
+
+@app.get("/hello/<name>")
+def hello(name: str) -> Response:
+    return Response(f"hello, {name}\n", mimetype="text/plain")
+
+
+@app.route("/json", methods=["GET", "POST"])
+def json_view() -> Any:
+    if request.method == "POST":
+        return jsonify(work.total(request.get_json()))
+    return jsonify({"framework": "flask", "items": [1, 2, 3]})
+
+
+@app.post("/form")
+def form() -> Any:
+    return jsonify({"fields": request.form.to_dict(flat=False)})
+
+
+@app.post("/upload")
+def upload() -> Any:
+    uploaded = request.files["file"]
+    summary = work.file_summary(uploaded.filename or "", work.read_blocks(uploaded.stream))
+    return jsonify({**summary, "note": request.form.get("note", "")})
+
+
+@app.get("/stream")
+def stream() -> Response:
+    n = int(request.args.get("n", work.STREAM_CHUNKS))
+    delay = float(request.args.get("delay", "0.05"))
+    return Response(work.chunks(n, delay), mimetype="text/plain")
+
+
+@app.get("/error")
+def error() -> Response:
+    raise RuntimeError("this view fails on purpose")
+
+
+@app.get("/wait")
+def wait() -> Any:
+    return jsonify(work.wait_on_reactor(float(request.args.get("seconds", "0.05"))))
+
+
+@app.get("/relay")
+def relay() -> Any:
+    base = f"{request.scheme}://{request.environ['SERVER_NAME']}:{request.environ['SERVER_PORT']}"
+    return jsonify(work.relay(base, request.args["path"]))
+
+
+@app.get("/thread")
+def thread() -> Any:
+    return jsonify(work.in_thread(request.args.get("data", "").encode()))

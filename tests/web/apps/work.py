@@ -1,0 +1,95 @@
+"""What the views of both applications do, framework aside: plain sync code in green threads.
+
+Each request runs in a green thread of its own (txgreen's WSGI container), so these functions
+may wait on Twisted (:func:`txgreen.block_on`) or on an OS thread
+(:func:`txgreen.call_in_thread`) and only their own request waits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from twisted.internet import task
+from twisted.web.client import Agent, readBody
+
+import txgreen
+
+# Twisted's readBody warns that the Agent's proxy of the transport has no abortConnection; that
+# only matters when cancelling readBody, which relay() does not.
+warnings.filterwarnings("ignore", "Using readBody with a transport", DeprecationWarning)
+
+STREAM_CHUNKS = 5
+UPLOAD_BLOCK = 64 * 1024
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def wait_on_reactor(seconds: float) -> dict[str, Any]:
+    """Wait ``seconds`` on a Twisted timer (``deferLater``) with ``block_on``."""
+    started = time.monotonic()
+    value = txgreen.block_on(task.deferLater(_reactor(), seconds, lambda: "timer fired"))
+    return {"waited": round(time.monotonic() - started, 3), "value": value}
+
+
+def relay(base_url: str, path: str) -> dict[str, Any]:
+    """GET ``base_url + path`` with Twisted's ``Agent`` (from sync code, with ``block_on``)."""
+    agent = Agent(_reactor())  # type: ignore[no-untyped-call]
+    response = txgreen.block_on(agent.request(b"GET", (base_url + path).encode()), timeout=10)
+    body: bytes = txgreen.block_on(readBody(response), timeout=10)
+    return {"code": response.code, "body": body.decode("utf-8")}
+
+
+def _blocking_work(data: bytes) -> dict[str, Any]:
+    # Code that blocks its OS thread: a plain time.sleep and a CPU-bound key derivation.
+    time.sleep(0.05)
+    digest = hashlib.pbkdf2_hmac("sha256", data, b"salt", 1000).hex()
+    return {"thread": threading.get_ident(), "digest": digest}
+
+
+def in_thread(data: bytes) -> dict[str, Any]:
+    """Run blocking code in the reactor's thread pool with ``call_in_thread``."""
+    done = txgreen.call_in_thread(_blocking_work, data, timeout=30)
+    return {
+        "request_thread": threading.get_ident(),
+        "worker_thread": done["thread"],
+        "digest": done["digest"],
+    }
+
+
+def chunks(n: int, delay: float) -> Iterator[bytes]:
+    """A streamed body: ``n`` lines, the green thread sleeping ``delay`` s between them."""
+    for i in range(n):
+        if i:
+            txgreen.sleep(delay)
+        yield b"chunk %d of %d\n" % (i + 1, n)
+
+
+def file_summary(name: str, blocks: Iterable[bytes]) -> dict[str, Any]:
+    """The size and SHA-256 of an uploaded file read as ``blocks``."""
+    digest = hashlib.sha256()
+    size = 0
+    for block in blocks:
+        digest.update(block)
+        size += len(block)
+    return {"name": name, "size": size, "sha256": digest.hexdigest()}
+
+
+def read_blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The blocks of a file object, :data:`UPLOAD_BLOCK` bytes at a time."""
+    while block := stream.read(UPLOAD_BLOCK):
+        yield block
+
+
+def total(document: Any) -> dict[str, Any]:
+    """The answer to ``POST /json``: the document back, and the sum of its ``numbers``."""
+    numbers = document.get("numbers", []) if isinstance(document, dict) else []
+    return {"received": document, "sum": sum(n for n in numbers if isinstance(n, int | float))}

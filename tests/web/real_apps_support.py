@@ -1,0 +1,275 @@
+"""Serving the real applications of tests/web/apps, and the real clients that talk to them.
+
+The servers (``Served``, each a base URL while it runs):
+
+- ``in-process``: :func:`txgreen.serve_wsgi` in a green thread of the test's own process, on
+  ``tcp:0:interface=127.0.0.1`` (or a TLS endpoint, for HTTP/2), started and stopped by each
+  test;
+- ``serve``: ``python -m txgreen serve`` in a subprocess;
+- ``gunicorn``: a gunicorn master in a subprocess, with txgreen's ``GreenWorker``.
+
+The clients are real ones: ``requests`` and ``httpx`` (HTTP/2), and the ``curl`` program. They
+block their OS thread, so a test (a green thread) calls them with :func:`txgreen.call_in_thread`:
+the reactor, and the in-process server with it, goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import queue
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import txgreen
+from txgreen.web import serve_wsgi
+
+T = TypeVar("T")
+
+WEB = Path(__file__).resolve().parent  # tests/web: the folder that holds the apps package
+
+# The applications, as a WSGI server names them (module:attribute, importable from tests/web).
+APPS = {
+    "flask": "apps.flask_app:app",
+    "django": "apps.django_app.wsgi:application",
+}
+# The page each framework serves when a view raises (DEBUG off).
+ERROR_PAGES = {"flask": b"Internal Server Error", "django": b"<h1>Server Error (500)</h1>"}
+
+UPLOAD_SIZE = 20 * 1024 * 1024  # the issue's 20 MB upload
+
+CURL_INSTALL_HINT = (
+    "curl is not installed: `apt-get install -y curl` on Debian/Ubuntu (the Makefile's "
+    "`services` target does this when apt-get is available), `brew install curl` on macOS"
+)
+
+
+class ToolMissing(RuntimeError):
+    """A program the tests need is not installed (the message says how to get it)."""
+
+
+def load_app(name: str) -> Any:
+    """The WSGI callable of application ``name`` (a key of :data:`APPS`), imported here."""
+    import importlib
+
+    module, _, attribute = APPS[name].partition(":")
+    if str(WEB) not in sys.path:
+        sys.path.insert(0, str(WEB))
+    return getattr(importlib.import_module(module), attribute)
+
+
+def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in the reactor's thread pool (a blocking client call)."""
+    return txgreen.call_in_thread(functools.partial(fn, *args, **kwargs), timeout=120)
+
+
+@contextlib.contextmanager
+def in_process(app: Any, endpoint: str = "tcp:0:interface=127.0.0.1") -> Iterator[int]:
+    """Serve ``app`` with ``serve_wsgi`` on ``endpoint`` in a green thread; yield its port."""
+    ports: list[Any] = []
+    listening = txgreen.Event()
+
+    def on_listen(port: Any) -> None:
+        ports.append(port)
+        listening.set()
+
+    server = txgreen.spawn(serve_wsgi, endpoint, app, on_listen=on_listen)
+    try:
+        with txgreen.Timeout(10):
+            while not listening.is_set():
+                if server.dead:
+                    server.get()  # raises why it could not listen
+                listening.wait(timeout=0.1)
+        yield ports[0].getHost().port
+    finally:
+        server.kill()
+
+
+@dataclass
+class Upload:
+    """The 20 MB file a test uploads, written to disk (curl reads it from there)."""
+
+    path: Path
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def make_upload(directory: Path, size: int = UPLOAD_SIZE) -> Upload:
+    """``size`` pseudo-random bytes (a fixed seed: the same every run) in ``directory``."""
+    data = random.Random(12).randbytes(size)
+    path = directory / "upload.bin"
+    path.write_bytes(data)
+    return Upload(path, data)
+
+
+def curl_binary(path: str | None = None) -> str:
+    """The path of ``curl`` (searched on ``path``, default ``PATH``), or :class:`ToolMissing`
+    saying how to install it."""
+    found = shutil.which("curl", path=path)
+    if found is None:
+        raise ToolMissing(CURL_INSTALL_HINT)
+    return found
+
+
+def curl_has(feature: str) -> bool:
+    """Does this curl list ``feature`` (``HTTP2``, ``SSL``...) among its features?"""
+    out = subprocess.run([curl_binary(), "--version"], capture_output=True, text=True, check=True)
+    features = next((ln for ln in out.stdout.splitlines() if ln.startswith("Features:")), "")
+    return feature.lower() in features.lower().split()
+
+
+@dataclass(frozen=True)
+class CurlReply:
+    """What ``curl`` got: the status, the negotiated HTTP version and the body."""
+
+    status: int
+    http_version: str
+    body: bytes
+
+
+def curl(url: str, *args: str) -> CurlReply:
+    """Run ``curl ARGS URL`` (in an OS thread); its status, HTTP version and body.
+
+    ``-w`` appends the status and HTTP version after the body, on a line of its own
+    that the body cannot end with.
+    """
+    marker = b"\n--txgreen-curl--"
+    command = [
+        curl_binary(),
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "60",
+        "--write-out",
+        marker.decode() + " %{http_code} %{http_version}",
+        *args,
+        url,
+    ]
+
+    def run() -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(command, capture_output=True, check=False)
+
+    done = in_thread(run)
+    if done.returncode != 0:
+        raise AssertionError(f"{command} failed ({done.returncode}): {done.stderr.decode()}")
+    body, _, tail = done.stdout.rpartition(marker)
+    status, version = tail.split()
+    return CurlReply(int(status), version.decode(), body)
+
+
+# -- servers in subprocesses ---------------------------------------------------------------------
+
+STARTUP_TIMEOUT = 30.0  # seconds a server process may take to listen
+
+
+class ServerProcess:
+    """A server in a subprocess (its stderr read by a thread, kept in :attr:`lines`)."""
+
+    def __init__(self, command: list[str], ready: re.Pattern[str], cwd: Path) -> None:
+        self.command = command
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+        self._found: queue.Queue[str | None] = queue.Queue()
+        self._ready = ready
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+            m = self._ready.search(line)
+            if m:
+                self._found.put(m[1])
+        self._found.put(None)  # the process closed its stderr: it has exited
+
+    def base_url(self) -> str:
+        """Wait until the server says where it listens; that URL (without a trailing /)."""
+        try:
+            url = self._found.get(timeout=STARTUP_TIMEOUT)
+        except queue.Empty:
+            url = None
+        if url is None:
+            self.stop()
+            raise AssertionError(
+                f"{self.command} did not say it listens within {STARTUP_TIMEOUT} s "
+                f"(exit status {self.process.returncode}); its stderr:\n{self.output}"
+            )
+        return url.rstrip("/")
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait (SIGKILL the whole session after ``timeout``); the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._reader.join(10)
+        return self.process.returncode
+
+
+def start_txgreen_serve(app: str, *options: str) -> ServerProcess:
+    """``python -m txgreen serve --chdir tests/web APP`` on a free port of 127.0.0.1."""
+    command = [
+        sys.executable,
+        "-m",
+        "txgreen",
+        "serve",
+        "--chdir",
+        str(WEB),
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        *options,
+        APPS[app],
+    ]
+    return ServerProcess(command, re.compile(r"txgreen serve: listening on (https?://\S+)"), WEB)
+
+
+def start_gunicorn(app: str, *options: str) -> ServerProcess:
+    """A gunicorn master with txgreen's GreenWorker (one worker) on a free port of 127.0.0.1."""
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--worker-class",
+        "txgreen.web.gunicorn.GreenWorker",
+        "--workers",
+        "1",
+        "--bind",
+        "127.0.0.1:0",
+        "--chdir",
+        str(WEB),
+        *options,
+        APPS[app],
+    ]
+    return ServerProcess(command, re.compile(r"Listening at: (https?://\S+)"), WEB)
