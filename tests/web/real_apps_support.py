@@ -39,6 +39,14 @@ T = TypeVar("T")
 
 WEB = Path(__file__).resolve().parent  # tests/web: the folder that holds the apps package
 
+# The TLS tests' certificates come from tests/green/certs.py; pytest puts tests/green on
+# sys.path only when it collects that folder, so a run of tests/web alone puts it there here.
+if str(WEB.parent / "green") not in sys.path:
+    sys.path.append(str(WEB.parent / "green"))
+from certs import Pki, make_pki  # noqa: E402
+
+__all__ = ["Pki", "make_pki"]  # and the rest, for the tests of tests/web
+
 # The applications, as a WSGI server names them (module:attribute, importable from tests/web).
 APPS = {
     "flask": "apps.flask_app:app",

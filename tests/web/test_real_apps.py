@@ -202,6 +202,20 @@ def test_error_in_a_view_gives_the_framework_500_page(target: Target) -> None:
         assert get(url + "/").status_code == 200
 
 
+def _read_all(url: str) -> bytes:
+    with requests.get(url, stream=True, timeout=60) as reply:
+        return b"".join(reply.iter_content(chunk_size=None))
+
+
+def test_error_in_a_streamed_body_cuts_the_response_short(target: Target) -> None:
+    # The headers and two chunks have gone out when the generator raises: too late for a 500,
+    # so the server aborts the connection, and the client sees an incomplete response.
+    with target.running() as url:
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            in_thread(_read_all, url + "/stream?n=5&delay=0.05&fail_after=2")
+        assert get(url + "/").status_code == 200
+
+
 def test_view_waits_on_a_twisted_timer_with_block_on(target: Target) -> None:
     with target.running() as url:
         reply = get(url + "/wait?seconds=0.2")

@@ -13,7 +13,8 @@ every kind of server), their views built on :mod:`apps.work`:
 ``GET /json``        a JSON document; ``POST /json`` echoes the JSON it gets, with a sum
 ``POST /form``       a URL-encoded form: its fields as JSON
 ``POST /upload``     a multipart upload (field ``file``): its name, size and SHA-256 as JSON
-``GET /stream``      a streamed body: ``n`` chunks from a generator, ``delay`` s apart
+``GET /stream``      a streamed body: ``n`` chunks from a generator, ``delay`` s apart (with
+                     ``fail_after=K`` the generator raises after K chunks)
 ``GET /error``       the view raises: the framework's own 500 page
 ``GET /wait``        waits ``seconds`` on a Twisted timer with ``txgreen.block_on``
 ``GET /relay``       fetches ``path`` from this same server with Twisted's ``Agent``

@@ -48,7 +48,9 @@ def upload() -> Any:
 def stream() -> Response:
     n = int(request.args.get("n", work.STREAM_CHUNKS))
     delay = float(request.args.get("delay", "0.05"))
-    return Response(work.chunks(n, delay), mimetype="text/plain")
+    fail_after = request.args.get("fail_after")
+    body = work.chunks(n, delay, None if fail_after is None else int(fail_after))
+    return Response(body, mimetype="text/plain")
 
 
 @app.get("/error")
@@ -58,7 +60,8 @@ def error() -> Response:
 
 @app.get("/wait")
 def wait() -> Any:
-    return jsonify(work.wait_on_reactor(float(request.args.get("seconds", "0.05"))))
+    seconds = float(request.args.get("seconds", "0.05"))
+    return jsonify(work.wait_on_reactor(seconds, request.environ))
 
 
 @app.get("/relay")

@@ -33,11 +33,20 @@ def _reactor() -> Any:
     return reactor
 
 
-def wait_on_reactor(seconds: float) -> dict[str, Any]:
-    """Wait ``seconds`` on a Twisted timer (``deferLater``) with ``block_on``."""
+def wait_on_reactor(seconds: float, environ: dict[str, Any]) -> dict[str, Any]:
+    """Wait ``seconds`` on a Twisted timer (``deferLater``) with ``block_on``.
+
+    The answer also names the client's port (``REMOTE_PORT``): requests multiplexed on one
+    HTTP/2 connection all have the same.
+    """
     started = time.monotonic()
     value = txgreen.block_on(task.deferLater(_reactor(), seconds, lambda: "timer fired"))
-    return {"waited": round(time.monotonic() - started, 3), "value": value}
+    return {
+        "waited": round(time.monotonic() - started, 3),
+        "value": value,
+        "remote_port": environ.get("REMOTE_PORT"),
+        "protocol": environ.get("SERVER_PROTOCOL"),
+    }
 
 
 def relay(base_url: str, path: str) -> dict[str, Any]:
@@ -65,11 +74,21 @@ def in_thread(data: bytes) -> dict[str, Any]:
     }
 
 
-def chunks(n: int, delay: float) -> Iterator[bytes]:
-    """A streamed body: ``n`` lines, the green thread sleeping ``delay`` s between them."""
+class StreamFailed(Exception):
+    """Raised on purpose by a streamed body after some chunks (``/stream?fail_after=K``)."""
+
+
+def chunks(n: int, delay: float, fail_after: int | None = None) -> Iterator[bytes]:
+    """A streamed body: ``n`` lines, the green thread sleeping ``delay`` s between them.
+
+    With ``fail_after``, it raises :class:`StreamFailed` after that many lines: the headers
+    have gone out, so the server can only cut the response short.
+    """
     for i in range(n):
         if i:
             txgreen.sleep(delay)
+        if i == fail_after:
+            raise StreamFailed(f"the stream fails on purpose after {i} chunks")
         yield b"chunk %d of %d\n" % (i + 1, n)
 
 

@@ -68,7 +68,9 @@ def upload(request: HttpRequest) -> HttpResponse:
 def stream(request: HttpRequest) -> HttpResponse:
     n = int(request.GET.get("n", work.STREAM_CHUNKS))
     delay = float(request.GET.get("delay", "0.05"))
-    return StreamingHttpResponse(work.chunks(n, delay), content_type="text/plain; charset=utf-8")
+    fail_after = request.GET.get("fail_after")
+    body = work.chunks(n, delay, None if fail_after is None else int(fail_after))
+    return StreamingHttpResponse(body, content_type="text/plain; charset=utf-8")
 
 
 @_allow("GET")
@@ -78,7 +80,8 @@ def error(request: HttpRequest) -> HttpResponse:
 
 @_allow("GET")
 def wait(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(work.wait_on_reactor(float(request.GET.get("seconds", "0.05"))))
+    seconds = float(request.GET.get("seconds", "0.05"))
+    return JsonResponse(work.wait_on_reactor(seconds, request.META))
 
 
 @_allow("GET")
