@@ -15,7 +15,7 @@ import hashlib
 import json
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -231,3 +231,29 @@ def test_curl_over_http2(app: str, pki: Pki, upload: Upload, tmp_path: Path) -> 
         streamed = curl(url + "/stream?n=3&delay=0.05", *tls, "--no-buffer")
         assert (streamed.status, streamed.http_version) == (200, "2")
         assert streamed.body == b"chunk 1 of 3\nchunk 2 of 3\nchunk 3 of 3\n"
+
+
+def _read_slowly(client: httpx.Client, url: str, produced: Callable[[], int]) -> tuple[int, int]:
+    # Read the first block, stop reading for a while, note how far the server got, read the rest.
+    with client.stream("GET", url) as reply:
+        assert reply.http_version == "HTTP/2"
+        chunks = reply.iter_raw()
+        received = len(next(chunks))
+        time.sleep(1.0)
+        ahead = produced()
+        received += sum(len(c) for c in chunks)
+    return ahead, received
+
+
+def test_a_slow_http2_reader_holds_back_the_green_thread(app: str, pki: Pki) -> None:
+    from apps.work import Progress
+
+    size = 64 * 1024 * 1024
+    with serving_tls(app, pki) as url, h2_client(pki) as client:
+        ahead, received = in_thread(
+            _read_slowly, client, f"{url}/download?size={size}", lambda: Progress.produced
+        )
+    assert received == size
+    # While the client read nothing, the application made only what the client's flow-control
+    # window (httpx opens 16 MiB) and the socket buffers hold, not the whole 64 MiB body.
+    assert ahead < size // 2, f"the app made {ahead} bytes while the client read nothing"

@@ -250,6 +250,52 @@ def test_view_runs_blocking_code_with_call_in_thread(target: Target) -> None:
     assert done["worker_thread"] != done["request_thread"]
 
 
+FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+
+
+def test_proxy_headers_are_passed_to_the_app_not_trusted(target: Target) -> None:
+    # txgreen hands X-Forwarded-* to the application as plain headers (HTTP_X_FORWARDED_FOR):
+    # REMOTE_ADDR is the peer of the connection, whatever a client claims.
+    with target.running() as url:
+        plain = get(url + "/client").json()
+        forwarded = get(url + "/client", headers=FORWARDED).json()
+    assert plain == {"remote_addr": "127.0.0.1", "scheme": "http"}
+    # Django trusts X-Forwarded-Proto because its settings say so (SECURE_PROXY_SSL_HEADER);
+    # it has nothing for X-Forwarded-For. Flask trusts neither unless wrapped in ProxyFix.
+    scheme = "https" if target.app == "django" else "http"
+    assert forwarded == {"remote_addr": "127.0.0.1", "scheme": scheme}
+
+
+def test_flask_behind_a_proxy_with_proxy_fix() -> None:
+    from apps.flask_app import behind_proxy
+
+    with in_process(behind_proxy) as port:
+        url = f"http://127.0.0.1:{port}"
+        forwarded = get(url + "/client", headers=FORWARDED).json()
+        plain = get(url + "/client").json()
+    assert forwarded == {"remote_addr": "203.0.113.7", "scheme": "https"}
+    assert plain == {"remote_addr": "127.0.0.1", "scheme": "http"}
+
+
+@pytest.mark.parametrize("app", list(APPS))
+def test_proxy_protocol_gives_the_app_the_real_client_address(app: str) -> None:
+    # Twisted's haproxy: endpoint prefix reads the PROXY protocol header a proxy (HAProxy,
+    # nginx's proxy_protocol) sends first: the connection's peer, hence REMOTE_ADDR, is then
+    # the client the proxy serves, with no header to trust.
+    with (
+        in_process(load_app(app), "haproxy:tcp:0:interface=127.0.0.1") as port,
+        txgreen.connect(f"tcp:127.0.0.1:{port}", timeout=10) as stream,
+    ):
+        stream.write(
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 8000\r\n"
+            b"GET /client HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        answer = stream.read()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body) == {"remote_addr": "203.0.113.7", "scheme": "http"}
+
+
 # -- curl -------------------------------------------------------------------------------------
 
 

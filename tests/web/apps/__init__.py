@@ -15,10 +15,12 @@ every kind of server), their views built on :mod:`apps.work`:
 ``POST /upload``     a multipart upload (field ``file``): its name, size and SHA-256 as JSON
 ``GET /stream``      a streamed body: ``n`` chunks from a generator, ``delay`` s apart (with
                      ``fail_after=K`` the generator raises after K chunks)
+``GET /download``    ``size`` bytes, streamed in 64 KiB blocks (``work.Progress`` counts them)
 ``GET /error``       the view raises: the framework's own 500 page
 ``GET /wait``        waits ``seconds`` on a Twisted timer with ``txgreen.block_on``
 ``GET /relay``       fetches ``path`` from this same server with Twisted's ``Agent``
 ``GET /thread``      runs blocking code in a thread pool with ``txgreen.call_in_thread``
+``GET /client``      the client address and URL scheme the framework sees (proxy headers)
 ===================  ========================================================================
 
 Tests import them as ``apps.*`` (pytest puts tests/web on ``sys.path``); a server started in

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from apps import work
 
@@ -53,6 +54,11 @@ def stream() -> Response:
     return Response(body, mimetype="text/plain")
 
 
+@app.get("/download")
+def download() -> Response:
+    return Response(work.download(int(request.args["size"])), mimetype="application/octet-stream")
+
+
 @app.get("/error")
 def error() -> Response:
     raise RuntimeError("this view fails on purpose")
@@ -73,3 +79,14 @@ def relay() -> Any:
 @app.get("/thread")
 def thread() -> Any:
     return jsonify(work.in_thread(request.args.get("data", "").encode()))
+
+
+@app.get("/client")
+def client() -> Any:
+    return jsonify({"remote_addr": request.remote_addr, "scheme": request.scheme})
+
+
+# The same app for a server behind one reverse proxy that sets X-Forwarded-For, -Proto and -Host:
+# werkzeug's ProxyFix trusts those headers (only the last hop's: x_for=1...). Without it, the app
+# sees the proxy's address, which is right when no proxy is there (the headers could be forged).
+behind_proxy = ProxyFix(app, x_for=1, x_proto=1, x_host=1)

@@ -92,6 +92,22 @@ def chunks(n: int, delay: float, fail_after: int | None = None) -> Iterator[byte
         yield b"chunk %d of %d\n" % (i + 1, n)
 
 
+class Progress:
+    """How many bytes the last ``/download`` body has produced (read by in-process tests)."""
+
+    produced = 0
+
+
+def download(size: int) -> Iterator[bytes]:
+    """A body of ``size`` bytes in 64 KiB blocks, counting in :class:`Progress` what it made."""
+    Progress.produced = 0
+    block = b"x" * UPLOAD_BLOCK
+    while Progress.produced < size:
+        piece = block[: size - Progress.produced]
+        Progress.produced += len(piece)
+        yield piece
+
+
 def file_summary(name: str, blocks: Iterable[bytes]) -> dict[str, Any]:
     """The size and SHA-256 of an uploaded file read as ``blocks``."""
     digest = hashlib.sha256()

@@ -17,3 +17,6 @@ DATABASES: dict[str, object] = {}
 USE_TZ = True
 # Uploads above this many bytes go to a temporary file, not memory (Django's default, stated).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto for request.scheme
+# (Django has no setting for X-Forwarded-For: REMOTE_ADDR stays the proxy's address).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

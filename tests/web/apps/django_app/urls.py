@@ -13,8 +13,10 @@ urlpatterns = [
     path("form", views.form),
     path("upload", views.upload),
     path("stream", views.stream),
+    path("download", views.download),
     path("error", views.error),
     path("wait", views.wait),
     path("relay", views.relay),
     path("thread", views.thread),
+    path("client", views.client),
 ]

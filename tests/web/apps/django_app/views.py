@@ -74,6 +74,12 @@ def stream(request: HttpRequest) -> HttpResponse:
 
 
 @_allow("GET")
+def download(request: HttpRequest) -> HttpResponse:
+    body = work.download(int(request.GET["size"]))
+    return StreamingHttpResponse(body, content_type="application/octet-stream")
+
+
+@_allow("GET")
 def error(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("this view fails on purpose")
 
@@ -93,3 +99,8 @@ def relay(request: HttpRequest) -> HttpResponse:
 @_allow("GET")
 def thread(request: HttpRequest) -> HttpResponse:
     return JsonResponse(work.in_thread(request.GET.get("data", "").encode()))
+
+
+@_allow("GET")
+def client(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"remote_addr": request.META.get("REMOTE_ADDR"), "scheme": request.scheme})
