@@ -47,6 +47,19 @@ from certs import Pki, make_pki  # noqa: E402
 
 __all__ = ["Pki", "make_pki"]  # and the rest, for the tests of tests/web
 
+# The kinds of server that tests/web/test_real_apps.py and test_http2.py run every test against
+# (this list is the one place to change):
+# - "in-process": txgreen.serve_wsgi in the test's own process;
+# - "serve": `python -m txgreen serve` in a subprocess;
+# - "gunicorn": a gunicorn master with -k txgreen.web.gunicorn.GreenWorker in a subprocess
+#   (plain HTTP only: the worker does not terminate TLS, so test_http2.py leaves it out).
+KINDS = [
+    "in-process",
+    # Written at the same time on other branches: add each here once it has landed on main.
+    # "serve",
+    # "gunicorn",
+]
+
 # The applications, as a WSGI server names them (module:attribute, importable from tests/web).
 APPS = {
     "flask": "apps.flask_app:app",
@@ -246,8 +259,10 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_txgreen_serve(app: str, *options: str) -> ServerProcess:
-    """``python -m txgreen serve --chdir tests/web APP`` on a free port of 127.0.0.1."""
+def start_txgreen_serve(
+    app: str, *options: str, listen: str = "tcp:0:interface=127.0.0.1"
+) -> ServerProcess:
+    """``python -m txgreen serve --chdir tests/web APP`` listening on ``listen``."""
     command = [
         sys.executable,
         "-m",
@@ -256,7 +271,7 @@ def start_txgreen_serve(app: str, *options: str) -> ServerProcess:
         "--chdir",
         str(WEB),
         "--listen",
-        "tcp:0:interface=127.0.0.1",
+        listen,
         *options,
         APPS[app],
     ]
@@ -281,3 +296,60 @@ def start_gunicorn(app: str, *options: str) -> ServerProcess:
         APPS[app],
     ]
     return ServerProcess(command, re.compile(r"Listening at: (https?://\S+)"), WEB)
+
+
+# -- one kind of server serving one app -------------------------------------------------------
+
+
+def tls_endpoint(pki: Pki) -> str:
+    """The server endpoint string of a TLS port on 127.0.0.1 with the test certificate."""
+    return f"ssl:0:interface=127.0.0.1:privateKey={pki.key_file}:certKey={pki.cert_file}"
+
+
+@dataclass
+class Target:
+    """One kind of server serving one application, over TLS if ``tls`` is given."""
+
+    kind: str
+    app: str
+    tls: Pki | None = None
+    process: ServerProcess | None = None
+    url: str = ""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        """The server, running: its base URL (``http://127.0.0.1:PORT``, or ``https://``).
+
+        An in-process server runs for the block; a subprocess one is only checked to be
+        still running at its end.
+        """
+        if self.process is None:
+            endpoint = "tcp:0:interface=127.0.0.1" if self.tls is None else tls_endpoint(self.tls)
+            with in_process(load_app(self.app), endpoint) as port:
+                scheme = "http" if self.tls is None else "https"
+                yield f"{scheme}://127.0.0.1:{port}"
+            return
+        yield self.url
+        assert self.process.process.poll() is None, (
+            f"the {self.kind} server exited ({self.process.process.returncode}):\n"
+            f"{self.process.output}"
+        )
+
+
+@contextlib.contextmanager
+def started(kind: str, app: str, tls: Pki | None = None) -> Iterator[Target]:
+    """A :class:`Target`: a subprocess server is started here and stopped at the end."""
+    if kind == "in-process":
+        yield Target(kind, app, tls)
+        return
+    if kind == "serve":
+        listen = "tcp:0:interface=127.0.0.1" if tls is None else tls_endpoint(tls)
+        process = start_txgreen_serve(app, listen=listen)
+    elif kind == "gunicorn" and tls is None:
+        process = start_gunicorn(app)
+    else:
+        raise ValueError(f"no {kind!r} server{' over TLS' if tls else ''}")
+    try:
+        yield Target(kind, app, tls, process, process.base_url())
+    finally:
+        process.stop()

@@ -16,7 +16,6 @@ import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,15 +23,16 @@ import requests
 from real_apps_support import (
     APPS,
     ERROR_PAGES,
+    KINDS,
     Pki,
+    Target,
     Upload,
     curl,
     curl_has,
-    in_process,
     in_thread,
-    load_app,
     make_pki,
     make_upload,
+    started,
 )
 
 import txgreen
@@ -55,22 +55,20 @@ def upload(tmp_path_factory: pytest.TempPathFactory) -> Upload:
     return make_upload(tmp_path_factory.mktemp("upload"))
 
 
-@pytest.fixture(params=list(APPS))
-def app(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
+# The gunicorn worker does not terminate TLS: HTTP/2 is twisted.web's, over its own TLS.
+TLS_KINDS = [kind for kind in KINDS if kind != "gunicorn"]
 
 
-def tls_endpoint(pki: Pki) -> str:
-    """The server endpoint string of a TLS port on 127.0.0.1 with the test certificate."""
-    return f"ssl:0:interface=127.0.0.1:privateKey={pki.key_file}:certKey={pki.cert_file}"
-
-
-@contextlib.contextmanager
-def serving_tls(app: str, pki: Pki) -> Iterator[str]:
-    """``serve_wsgi`` of ``app`` over TLS; its base URL (``https://localhost:PORT``)."""
-    with in_process(load_app(app), tls_endpoint(pki)) as port:
-        yield f"https://localhost:{port}"
+@pytest.fixture(
+    scope="module",
+    params=[(kind, app) for kind in TLS_KINDS for app in APPS],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def target(request: pytest.FixtureRequest, pki: Pki) -> Iterator[Target]:
+    """Each kind of server serving each app over TLS (a subprocess runs for the module)."""
+    kind, app = request.param
+    with started(kind, app, tls=pki) as running:
+        yield running
 
 
 @contextlib.contextmanager
@@ -84,8 +82,9 @@ def h2_client(pki: Pki) -> Iterator[httpx.Client]:
         in_thread(client.close)
 
 
-def test_http2_is_negotiated_and_http1_still_served(app: str, pki: Pki) -> None:
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+def test_http2_is_negotiated_and_http1_still_served(target: Target, pki: Pki) -> None:
+    app = target.app
+    with target.running() as url, h2_client(pki) as client:
         home = in_thread(client.get, url + "/")
         assert (home.http_version, home.status_code) == ("HTTP/2", 200)
         assert home.text == f"{app} home\n"
@@ -102,8 +101,8 @@ def test_http2_is_negotiated_and_http1_still_served(app: str, pki: Pki) -> None:
         assert old.json() == {"framework": app, "items": [1, 2, 3]}
 
 
-def test_json_and_form_over_http2(app: str, pki: Pki) -> None:
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+def test_json_and_form_over_http2(target: Target, pki: Pki) -> None:
+    with target.running() as url, h2_client(pki) as client:
         document = {"numbers": [1, 2, 3.5], "name": "Zoë"}
         echoed = in_thread(client.post, url + "/json", json=document)
         assert (echoed.http_version, echoed.status_code) == ("HTTP/2", 200)
@@ -113,8 +112,8 @@ def test_json_and_form_over_http2(app: str, pki: Pki) -> None:
         assert form.json() == {"fields": {"name": ["Zoë & co"], "tag": ["a", "b"]}}
 
 
-def test_upload_of_20_mb_over_http2(app: str, pki: Pki, upload: Upload) -> None:
-    with serving_tls(app, pki) as url, h2_client(pki) as client, upload.path.open("rb") as f:
+def test_upload_of_20_mb_over_http2(target: Target, pki: Pki, upload: Upload) -> None:
+    with target.running() as url, h2_client(pki) as client, upload.path.open("rb") as f:
         reply = in_thread(
             client.post,
             url + "/upload",
@@ -136,9 +135,9 @@ def _read_stream(client: httpx.Client, url: str) -> tuple[str, list[tuple[float,
         return reply.http_version, received
 
 
-def test_streaming_over_http2(app: str, pki: Pki) -> None:
+def test_streaming_over_http2(target: Target, pki: Pki) -> None:
     n, delay = 5, 0.2
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+    with target.running() as url, h2_client(pki) as client:
         version, received = in_thread(_read_stream, client, f"{url}/stream?n={n}&delay={delay}")
     assert version == "HTTP/2"
     assert b"".join(c for _, c in received) == b"".join(
@@ -149,8 +148,8 @@ def test_streaming_over_http2(app: str, pki: Pki) -> None:
     assert received[-1][0] - received[0][0] >= (n - 1) * delay / 2
 
 
-def test_requests_multiplexed_on_one_connection_wait_at_once(app: str, pki: Pki) -> None:
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+def test_requests_multiplexed_on_one_connection_wait_at_once(target: Target, pki: Pki) -> None:
+    with target.running() as url, h2_client(pki) as client:
         in_thread(client.get, url + "/")  # open the connection
         started = time.monotonic()
         calls = [txgreen.spawn(in_thread, client.get, url + "/wait?seconds=1") for _ in range(10)]
@@ -163,8 +162,9 @@ def test_requests_multiplexed_on_one_connection_wait_at_once(app: str, pki: Pki)
     assert elapsed < 5, f"10 requests waiting 1 s each took {elapsed:.1f} s"
 
 
-def test_error_pages_and_a_failed_stream_over_http2(app: str, pki: Pki) -> None:
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+def test_error_pages_and_a_failed_stream_over_http2(target: Target, pki: Pki) -> None:
+    app = target.app
+    with target.running() as url, h2_client(pki) as client:
         error = in_thread(client.get, url + "/error")
         assert (error.http_version, error.status_code) == ("HTTP/2", 500)
         assert ERROR_PAGES[app].decode() in error.text
@@ -188,18 +188,18 @@ def _read_two_chunks(client: httpx.Client, url: str) -> list[bytes]:
         return got  # leaving the block resets the stream before the body ends
 
 
-def test_client_resets_a_stream_the_server_stops_its_green_thread(app: str, pki: Pki) -> None:
+def test_client_resets_a_stream_the_server_stops_its_green_thread(target: Target, pki: Pki) -> None:
     # A 100-chunk stream (10 s) reset by the client after two chunks: its green thread stops at
-    # the next chunk (the plugin's leak check fails the test if it is still running after it).
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+    # the next chunk (in-process, the plugin's leak check fails the test if it still runs).
+    with target.running() as url, h2_client(pki) as client:
         got = in_thread(_read_two_chunks, client, url + "/stream?n=100&delay=0.1")
         assert got[0].startswith(b"chunk 1 of 100\n")
         after = in_thread(client.get, url + "/")
         assert (after.http_version, after.status_code) == ("HTTP/2", 200)
 
 
-def test_views_with_block_on_and_call_in_thread_over_http2(app: str, pki: Pki) -> None:
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+def test_views_with_block_on_and_call_in_thread_over_http2(target: Target, pki: Pki) -> None:
+    with target.running() as url, h2_client(pki) as client:
         waited = in_thread(client.get, url + "/wait?seconds=0.2")
         assert (waited.http_version, waited.json()["value"]) == ("HTTP/2", "timer fired")
         assert waited.json()["waited"] >= 0.2
@@ -210,13 +210,14 @@ def test_views_with_block_on_and_call_in_thread_over_http2(app: str, pki: Pki) -
         assert done["worker_thread"] != done["request_thread"]
 
 
-def test_curl_over_http2(app: str, pki: Pki, upload: Upload, tmp_path: Path) -> None:
+def test_curl_over_http2(target: Target, pki: Pki, upload: Upload) -> None:
+    app = target.app
     assert curl_has("HTTP2"), (
         "this curl cannot speak HTTP/2 (no HTTP2 in `curl --version`'s features): install a "
         "curl built with nghttp2 (Debian/Ubuntu's `apt-get install -y curl` is)"
     )
     tls = ["--http2", "--cacert", str(pki.ca_file)]
-    with serving_tls(app, pki) as url:
+    with target.running() as url:
         got = curl(url + "/json", *tls)
         assert (got.status, got.http_version) == (200, "2")
         assert json.loads(got.body) == {"framework": app, "items": [1, 2, 3]}
@@ -245,11 +246,17 @@ def _read_slowly(client: httpx.Client, url: str, produced: Callable[[], int]) ->
     return ahead, received
 
 
+@pytest.mark.parametrize("app", list(APPS))
 def test_a_slow_http2_reader_holds_back_the_green_thread(app: str, pki: Pki) -> None:
+    # In-process only: the test reads how far the application got (apps.work.Progress).
     from apps.work import Progress
 
     size = 64 * 1024 * 1024
-    with serving_tls(app, pki) as url, h2_client(pki) as client:
+    with (
+        started("in-process", app, tls=pki) as target,
+        target.running() as url,
+        h2_client(pki) as client,
+    ):
         ahead, received = in_thread(
             _read_slowly, client, f"{url}/download?size={size}", lambda: Progress.produced
         )

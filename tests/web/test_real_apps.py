@@ -10,12 +10,10 @@ framework's 500 page, and the server goes on), a view that waits on Twisted with
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,8 @@ from real_apps_support import (
     APPS,
     CURL_INSTALL_HINT,
     ERROR_PAGES,
-    ServerProcess,
+    KINDS,
+    Target,
     ToolMissing,
     Upload,
     curl,
@@ -34,23 +33,10 @@ from real_apps_support import (
     in_thread,
     load_app,
     make_upload,
-    start_gunicorn,
-    start_txgreen_serve,
+    started,
 )
 
 import txgreen
-
-# The kinds of server every test runs against (see real_apps_support):
-# - "in-process": txgreen.serve_wsgi in the test's own process;
-# - "serve": `python -m txgreen serve` in a subprocess;
-# - "gunicorn": a gunicorn master with -k txgreen.web.gunicorn.GreenWorker in a subprocess.
-KINDS = [
-    "in-process",
-    # Not on this branch yet (the `serve` command and the gunicorn worker are written at the
-    # same time, on other branches): add each here once it has landed on main.
-    # "serve",
-    # "gunicorn",
-]
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -63,44 +49,16 @@ pytestmark = [
 ]
 
 
-@dataclass
-class Target:
-    """One server kind serving one application (a subprocess kind runs for the whole module)."""
-
-    kind: str
-    app: str
-    process: ServerProcess | None = None
-    url: str = ""
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[str]:
-        """The server, running: its base URL (``http://127.0.0.1:PORT``)."""
-        if self.process is None:
-            with in_process(load_app(self.app)) as port:
-                yield f"http://127.0.0.1:{port}"
-            return
-        yield self.url
-        assert self.process.process.poll() is None, (
-            f"the {self.kind} server exited ({self.process.process.returncode}):\n"
-            f"{self.process.output}"
-        )
-
-
 @pytest.fixture(
     scope="module",
     params=[(kind, app) for kind in KINDS for app in APPS],
     ids=lambda p: f"{p[0]}-{p[1]}",
 )
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """Each kind of server serving each app (a subprocess runs for the whole module)."""
     kind, app = request.param
-    if kind == "in-process":
-        yield Target(kind, app)
-        return
-    process = start_txgreen_serve(app) if kind == "serve" else start_gunicorn(app)
-    try:
-        yield Target(kind, app, process, process.base_url())
-    finally:
-        process.stop()
+    with started(kind, app) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
