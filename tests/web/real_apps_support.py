@@ -97,7 +97,11 @@ def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
 
 @contextlib.contextmanager
 def in_process(app: Any, endpoint: str = "tcp:0:interface=127.0.0.1") -> Iterator[int]:
-    """Serve ``app`` with ``serve_wsgi`` on ``endpoint`` in a green thread; yield its port."""
+    """Serve ``app`` with ``serve_wsgi`` on ``endpoint`` in a green thread; yield its port.
+
+    At the end the server is killed, and must stop cleanly: an error on its way out (closing
+    its connections) is raised here.
+    """
     ports: list[Any] = []
     listening = txgreen.Event()
 
@@ -115,6 +119,7 @@ def in_process(app: Any, endpoint: str = "tcp:0:interface=127.0.0.1") -> Iterato
         yield ports[0].getHost().port
     finally:
         server.kill()
+    server.get(timeout=10)  # GreenletExit (the kill) or what the server raised on its way out
 
 
 @dataclass
