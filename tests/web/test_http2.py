@@ -30,11 +30,9 @@ from real_apps_support import (
     curl,
     curl_has,
     in_thread,
-    load_app,
     make_pki,
     make_upload,
     started,
-    tls_endpoint,
 )
 
 import txgreen
@@ -266,33 +264,3 @@ def test_a_slow_http2_reader_holds_back_the_green_thread(app: str, pki: Pki) -> 
     # While the client read nothing, the application made only what the client's flow-control
     # window (httpx opens 16 MiB) and the socket buffers hold, not the whole 64 MiB body.
     assert ahead < size // 2, f"the app made {ahead} bytes while the client read nothing"
-
-
-def test_a_closed_http2_connection_leaves_the_sites_transports(pki: Pki) -> None:
-    # GreenSite tracks its open connections (a server closes them on shutdown); an HTTP/2
-    # connection, whose channel twisted.web replaces after the TLS handshake, must leave the set
-    # when it closes, as an HTTP/1.1 one does.
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-
-    from txgreen.web import GreenSite, WSGIResource
-
-    site = GreenSite(WSGIResource(load_app("flask")), reactor)
-    endpoint = serverFromString(reactor, tls_endpoint(pki))  # type: ignore[no-untyped-call]
-    port = txgreen.block_on(endpoint.listen(site))
-    try:
-        for http2, version in ((False, "HTTP/1.1"), (True, "HTTP/2")):
-            context = ssl.create_default_context(cafile=str(pki.ca_file))
-            client = httpx.Client(http2=http2, verify=context, timeout=60)
-            try:
-                reply = in_thread(client.get, f"https://localhost:{port.getHost().port}/")
-                assert (reply.http_version, reply.status_code) == (version, 200)
-                assert len(site.transports) == 1
-            finally:
-                in_thread(client.close)
-            deadline = time.monotonic() + 10
-            while site.transports and time.monotonic() < deadline:
-                txgreen.sleep(0.01)
-            assert not site.transports, f"closed {version} connections still tracked"
-    finally:
-        txgreen.block_on(port.stopListening())

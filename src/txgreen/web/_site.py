@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -43,25 +42,6 @@ class Limits:
     """Most requests served at once (see docs/serving.md for what happens beyond)."""
 
 
-class _Protocol(_GenericHTTPChannelProtocol):
-    """twisted.web's connection protocol, with connection methods that can be wrapped.
-
-    The attributes of ``_GenericHTTPChannelProtocol`` are proxies that write through to its
-    channel, and a TLS connection that negotiates HTTP/2 replaces that channel (an
-    ``HTTPChannel``) by an ``H2Connection``: methods wrapped on the instance would be lost with
-    the old channel (an HTTP/2 connection's end would go unseen).  These plain methods delegate
-    to the current channel, and wrapping them on the instance sticks.
-    """
-
-    def makeConnection(self, transport: Any) -> None:
-        channel: Any = self._channel
-        channel.makeConnection(transport)
-
-    def connectionLost(self, reason: Failure) -> None:
-        channel: Any = self._channel
-        channel.connectionLost(reason)
-
-
 class GreenSite(Site):
     """A Site that remembers the transports of its open connections and enforces ``limits``."""
 
@@ -69,10 +49,6 @@ class GreenSite(Site):
         super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]
         self.limits = limits if limits is not None else Limits()
         self.transports: set[Any] = set()
-
-    def protocol(self) -> Any:
-        """A new connection's protocol (``Factory.buildProtocol`` calls ``self.protocol()``)."""
-        return _Protocol(HTTPChannel())  # type: ignore[no-untyped-call]
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
