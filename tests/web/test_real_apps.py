@@ -213,7 +213,9 @@ FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
 
 def test_proxy_headers_are_passed_to_the_app_not_trusted(target: Target) -> None:
     # txgreen hands X-Forwarded-* to the application as plain headers (HTTP_X_FORWARDED_FOR):
-    # REMOTE_ADDR is the peer of the connection, whatever a client claims.
+    # REMOTE_ADDR is the peer of the connection, whatever a client claims. (Under the gunicorn
+    # worker too, although gunicorn's own workers trust X-Forwarded-Proto from 127.0.0.1 by
+    # default, its forwarded_allow_ips: the environ is txgreen's.)
     with target.running() as url:
         plain = get(url + "/client").json()
         forwarded = get(url + "/client", headers=FORWARDED).json()
