@@ -183,4 +183,31 @@ __all__ = [
     "watch_blocking_from_env",
 ]
 
-__version__ = "0.1.0"
+
+def _show_exceptions_as_public() -> None:
+    # Tracebacks and reprs name the public path: txgreen.StreamClosed, not
+    # txgreen._stream.StreamClosed (they pickle by that name too: it resolves).
+    for name in __all__:
+        obj = globals().get(name)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, BaseException | Warning)
+            and obj.__module__.startswith("txgreen")
+        ):
+            obj.__module__ = "txgreen"
+
+
+_show_exceptions_as_public()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("txgreen")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+        return "0+unknown"
+
+
+__version__ = _version()
+"""The installed version, from the package's metadata (``pyproject.toml``)."""
