@@ -81,6 +81,7 @@ from txgreen.errors import (
 from txgreen.green._patch import patch, patched, unpatch
 
 if TYPE_CHECKING:
+    from txgreen._service import GreenService
     from txgreen.web import WSGIResource, serve_wsgi
 else:
     # ``txgreen.green`` is both the @green decorator and the green standard library package
@@ -88,8 +89,13 @@ else:
     # that importing one of its modules later (which sets the attribute) changes nothing.
     from txgreen import green
 
-# Imported on first use: the WSGI container pulls in twisted.web, which most programs never need.
-_LAZY = {"WSGIResource": "txgreen.web", "serve_wsgi": "txgreen.web"}
+# Imported on first use: the WSGI container pulls in twisted.web, GreenService
+# twisted.application, which most programs never need.
+_LAZY = {
+    "GreenService": "txgreen._service",
+    "WSGIResource": "txgreen.web",
+    "serve_wsgi": "txgreen.web",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -120,6 +126,7 @@ __all__ = [
     "Event",
     "Full",
     "GreenGenerator",
+    "GreenService",
     "GreenThread",
     "GreenletExit",
     "Group",
