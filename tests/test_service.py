@@ -46,7 +46,7 @@ def test_start_runs_fn_and_stop_waits_for_its_cleanup() -> None:
     txgreen.sleep(0.05)
     assert steps
     assert set(steps) == {"tick"}
-    txgreen.block_on(parent.stopService())  # type: ignore[no-untyped-call]
+    txgreen.block_on(parent.stopService())
     assert steps[-1] == "cleaned up"
     assert not service.running
     assert service.thread is not None
