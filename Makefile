@@ -36,7 +36,14 @@ services:
 			"macOS: brew install redis libpq): the tests that need it fail until then"; \
 	fi
 
-demo: $(STAMP)
+# The demo needs txgreen and its two dependencies only (not the test, benchmark or docs tools).
+DEMO_STAMP := $(VENV)/.installed-demo
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
