@@ -71,6 +71,7 @@ from txgreen._timeout import Timeout
 from txgreen.errors import (
     BlockingInHubError,
     ConcurrentWaitError,
+    NeverRanWarning,
     NotInReactorThreadError,
     PatchWarning,
     ReactorStopped,
@@ -137,6 +138,7 @@ __all__ = [
     "LineTooLong",
     "Listener",
     "Lock",
+    "NeverRanWarning",
     "NotInReactorThreadError",
     "PatchWarning",
     "Pool",

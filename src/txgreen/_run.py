@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 from greenlet import getcurrent
+from twisted.internet import error
 
 from txgreen._block import block_on
 from txgreen._greenthread import GreenThread, spawn
@@ -19,8 +20,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class ReactorAlreadyRunning(TxgreenError):
-    """``txgreen.run`` was called while the reactor is already running."""
+class ReactorAlreadyRunning(TxgreenError, error.ReactorAlreadyRunning):
+    """The reactor is already running: ``txgreen.run`` was called under it, or ``reactor.run()``
+    after txgreen's first blocking call started it.
+
+    It is also Twisted's ``twisted.internet.error.ReactorAlreadyRunning``, so code that
+    catches Twisted's error catches this one.
+    """
 
 
 @overload
