@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from txgreen import _hub
 from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
-from txgreen._util import failure_of
+from txgreen._util import failure_of, hidden_in_reports
 from txgreen.errors import NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ __all__ = [
     "spawn",
     "spawn_later",
 ]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -34,6 +34,7 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from txgreen._interrupt import SignalGuard
+from txgreen._util import hidden_in_reports
 from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from txgreen._greenthread import GreenThread
 
 log = Logger(namespace="txgreen")
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 # Hub states.
 NEW: Final = "new"  # the reactor has not been started yet

@@ -34,7 +34,7 @@ from txgreen._event import park
 from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Waiter, get_hub
 from txgreen._queue import Empty
-from txgreen._util import failure_of, own_failure
+from txgreen._util import failure_of, hidden_in_reports, own_failure
 from txgreen.errors import TxgreenError
 
 __all__ = [
@@ -44,6 +44,8 @@ __all__ = [
     "callback_queue",
     "connect_protocol",
 ]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = TypeVar("P", bound=Protocol)
 T = TypeVar("T")

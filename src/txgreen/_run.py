@@ -12,9 +12,12 @@ from twisted.internet import error
 from txgreen._block import block_on
 from txgreen._greenthread import GreenThread, spawn
 from txgreen._hub import HUB_EXIT, STOPPED, get_hub
+from txgreen._util import hidden_in_reports
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = ["ReactorAlreadyRunning", "run"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")

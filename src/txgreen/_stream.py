@@ -60,7 +60,7 @@ from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._timeout import Timeout
-from txgreen._util import failure_of, fresh_copy, own_failure
+from txgreen._util import failure_of, fresh_copy, hidden_in_reports, own_failure
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
@@ -77,6 +77,8 @@ __all__ = [
     "listen",
     "serve",
 ]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 log = Logger(namespace="txgreen.stream")
 

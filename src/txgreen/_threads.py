@@ -42,6 +42,7 @@ from txgreen._greenthread import GreenThread, _new_thread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._queue import Empty, Full
 from txgreen._timeout import Timeout
+from txgreen._util import hidden_in_reports
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "set_thread_pool_size",
     "threaded",
 ]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")

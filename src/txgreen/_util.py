@@ -120,3 +120,24 @@ def make_exception(typ: Any, val: Any = None, tb: TracebackType | None = None) -
     if tb is not None:
         exc = exc.with_traceback(tb)
     return exc
+
+
+# -- hiding txgreen's frames from pytest's failure reports -------------------------------------
+
+_hide_frames = False
+
+
+def hide_frames_in_reports(hide: bool) -> None:
+    """Set by the pytest plugin from the ``txgreen_hide_frames`` ini option (default true)."""
+    global _hide_frames
+    _hide_frames = hide
+
+
+def hidden_in_reports(excinfo: object) -> bool:
+    """pytest's ``__tracebackhide__`` for txgreen's core modules (a module global there).
+
+    pytest leaves out of a failure's traceback the frames whose locals or globals hold a true
+    ``__tracebackhide__`` (or a callable returning true): the user sees their own lines, not
+    the hub's or ``block_on``'s.  ``pytest --full-trace`` shows them all again.
+    """
+    return _hide_frames
