@@ -141,3 +141,29 @@ def hidden_in_reports(excinfo: object) -> bool:
     the hub's or ``block_on``'s.  ``pytest --full-trace`` shows them all again.
     """
     return _hide_frames
+
+
+# -- get(block=True, timeout=None) everywhere ---------------------------------------------------
+
+
+def block_and_timeout(block: object, timeout: float | None, what: str) -> tuple[bool, float | None]:
+    """Read ``get(block, timeout)`` arguments, accepting the old ``get(timeout)`` form.
+
+    Every getter takes ``get(block=True, timeout=None)``, as ``queue.Queue`` and gevent do.
+    ``GreenThread.get`` and ``ThreadQueue.get`` used to take ``timeout`` first: a number
+    passed there is still read as the timeout, with a ``DeprecationWarning`` (never silently
+    as ``block=True``, which would wait for ever).
+    """
+    if type(block) is bool:
+        return block, timeout
+    if isinstance(block, int | float) and timeout is None:
+        import warnings
+
+        warnings.warn(
+            f"{what}({block!r}) passes the timeout as the first argument; write "
+            f"{what}(timeout={block!r}) (the first argument is now block=, as in queue.Queue)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return True, float(block)
+    raise TypeError(f"{what}(): block must be True or False, not {block!r}")
