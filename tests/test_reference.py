@@ -217,6 +217,17 @@ def test_hook_turns_roles_into_optional_references() -> None:
         'Stream.read</code></autoref> and <autoref identifier="twisted.internet.defer.Deferred"'
         " optional><code>Deferred</code></autoref>, like this:</p>"
     )
+    # A relative name is looked up around the object whose docstring it is in, as Sphinx
+    # does; a name that is neither there nor public stays plain code.
+    page = (
+        '<h3 id="txgreen.Queue">Queue</h3><h4 id="txgreen.Queue.get">get</h4>'
+        '<h4 id="txgreen.Queue.put">put</h4><p>See :meth:<code>get</code>, '
+        ":exc:<code>KeyboardInterrupt</code>.</p>"
+    )
+    assert hooks.render_roles(page).endswith(
+        '<p>See <autoref identifier="txgreen.Queue.get" optional><code>get</code></autoref>, '
+        "<code>KeyboardInterrupt</code>.</p>"
+    )
 
 
 def test_built_page_has_no_marker(tmp_path: Path) -> None:
