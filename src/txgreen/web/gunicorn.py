@@ -168,6 +168,22 @@ class _WorkerSite(GreenSite):
             worker.request_done()
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+def _accept_one_at_a_time(port: Any) -> None:
+    """Make ``port`` accept one connection per wake-up (as gunicorn's gevent worker does with
+    several workers): Twisted accepts up to a hundred at once, so one worker would take a
+    whole burst of connections while its siblings, woken for the same burst, get none."""
+    read = port.doRead
+
+    def do_read() -> Any:
+        port.numberAccepts = 1
+        return read()
+
+    port.doRead = do_read
+
+
 class GreenWorker(Worker):  # type: ignore[misc]
     """A gunicorn worker that serves the application with txgreen's green WSGI container.
 
@@ -228,7 +244,13 @@ class GreenWorker(Worker):  # type: ignore[misc]
         """Serve until told to stop (the worker's main loop: gunicorn calls it)."""
         import txgreen
 
-        txgreen.run(self._serve)
+        # From here until _serve has put the worker's handlers back over the reactor's, the
+        # stop signals wait (blocked) instead of reaching Twisted's handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            txgreen.run(self._serve)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     def _serve(self) -> None:
         from twisted.internet.task import LoopingCall
@@ -240,6 +262,7 @@ class GreenWorker(Worker):  # type: ignore[misc]
         reactor = get_hub().reactor
         self._stop = txgreen.Event()
         self._install_signals()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a pending one runs now
         self._log_to_gunicorn()
         watch = self._watch_blocking(reactor)
         resource = self._resource = WSGIResource(self._application)
@@ -247,6 +270,9 @@ class GreenWorker(Worker):  # type: ignore[misc]
         ports = [
             reactor.adoptStreamPort(sock.fileno(), sock.sock.family, site) for sock in self.sockets
         ]
+        if self.cfg.workers > 1:
+            for port in ports:
+                _accept_one_at_a_time(port)
         interval = min(1.0, self.timeout / 2) if self.timeout else 1.0
         heartbeat = LoopingCall(self._heartbeat)
         heartbeat.start(max(interval, 0.05), now=True)
@@ -338,6 +364,8 @@ class GreenWorker(Worker):  # type: ignore[misc]
         signal.siginterrupt(signal.SIGTERM, False)
 
     def _from_signal(self, quick: bool) -> None:
+        if self._stop is None:
+            return  # not serving yet: _serve sees self.alive is False and stops at once
         from txgreen._hub import get_hub
 
         get_hub().reactor.callFromThread(self.stop, quick)
