@@ -65,12 +65,18 @@ class Master:
         self.pid = self.proc.pid
 
     @classmethod
-    def gunicorn(cls, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Master:
-        """``python -m gunicorn -k GreenWorker --bind 127.0.0.1:0 ARGS gunicorn_app:app``."""
+    def gunicorn(
+        cls,
+        tmp: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        app: str = "gunicorn_app:app",
+    ) -> Master:
+        """``python -m gunicorn -k GreenWorker --bind 127.0.0.1:0 ARGS APP``."""
         argv = [sys.executable, "-m", "gunicorn", "--worker-class", WORKER_CLASS]
         argv += ["--bind", "127.0.0.1:0", "--chdir", str(APPS)]
         argv += ["--error-logfile", str(tmp / "error.log")]
-        argv += ["--access-logfile", str(tmp / "access.log"), *args, "gunicorn_app:app"]
+        argv += ["--access-logfile", str(tmp / "access.log"), *args, app]
         master = cls(tmp, argv, env)
         match = master.wait_for(LISTENING, log=master.error_log)
         master.port = int(match.group(1))
@@ -188,6 +194,10 @@ def test_two_workers_share_load_log_requests_and_drain_on_sigterm(tmp_path: Path
             r'127\.0\.0\.1 - - \[[^]]+\] "GET /sleep\?0\.2 HTTP/1\.1" 200 \d+ "-" "tests"', line
         ), line
 
+        # An application error: a 500 response, its traceback in gunicorn's error log.
+        assert master.get("/fail")[0] == 500
+        master.wait_for(r"(?s)Traceback.*RuntimeError: the application failed")
+
         # SIGTERM with requests in flight: they finish, then the workers and the master exit.
         results: dict[int, tuple[int, str]] = {}
         answered: dict[int, float] = {}
@@ -275,7 +285,8 @@ def test_max_requests_recycles_and_a_killed_worker_is_replaced(tmp_path: Path) -
 def test_heartbeat_outlives_waiting_requests_and_a_blocked_worker_is_killed(
     tmp_path: Path,
 ) -> None:
-    with gunicorn(tmp_path, "--workers", "1", "--timeout", "2") as master:
+    args = ["--workers", "1", "--timeout", "2", "--graceful-timeout", "2"]
+    with gunicorn(tmp_path, *args) as master:
         # Requests that wait (green, the reactor runs) for twice the timeout: the worker keeps
         # heartbeating, so the master leaves it alone.
         pid = master.pid_of()
@@ -296,7 +307,29 @@ def test_heartbeat_outlives_waiting_requests_and_a_blocked_worker_is_killed(
         report = log.index("The reactor's thread has been blocked")
         assert report < log.index("WORKER TIMEOUT")
         assert "in blocking_call\n    time.sleep(seconds)" in log[report:]
+
+        # SIGTERM with a request that outlasts --graceful-timeout: the worker aborts it (the
+        # client sees the connection close) and exits by itself, before the master's SIGKILL.
+        late: list[BaseException] = []
+
+        def too_slow() -> None:
+            try:
+                master.get("/sleep?30")
+            except Exception as e:
+                late.append(e)
+
+        client = threading.Thread(target=too_slow)
+        client.start()
+        time.sleep(1.0)  # accepted and waiting in the application
+        started = time.monotonic()
         assert master.stop() == 0, master.log()
+        client.join(WAIT)
+        assert time.monotonic() - started < 10
+        assert len(late) == 1
+        assert isinstance(late[0], (http.client.RemoteDisconnected, ConnectionError)), late
+        log = master.log()
+        assert f"Worker graceful timeout (pid:{replacement}): aborting 1 request(s)" in log
+        assert f"Worker (pid:{replacement}) was sent SIGKILL" not in log
 
 
 @pytest.mark.timeout(90)
@@ -317,13 +350,25 @@ def test_worker_connections_caps_concurrent_requests(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_a_bad_worker_setting_stops_gunicorn_with_the_reason(tmp_path: Path) -> None:
-    master = Master.gunicorn(tmp_path, "--workers", "1", env={"TXGREEN_REACTOR": "nonsense"})
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {"TXGREEN_REACTOR": "nonsense"}, "TXGREEN_REACTOR='nonsense': no such reactor"),
+        ([], {"TXGREEN_LIMITS": "{"}, "TXGREEN_LIMITS: not JSON"),
+        # The master imports the application, and that installs a reactor before the fork.
+        (["--preload"], {}, "a Twisted reactor was installed before the worker started"),
+    ],
+)
+def test_a_bad_worker_setup_stops_gunicorn_with_the_reason(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    app = "gunicorn_reactor_app:app" if "--preload" in args else "gunicorn_app:app"
+    master = Master.gunicorn(tmp_path, "--workers", "1", *args, env=env, app=app)
     try:
         assert master.proc.wait(timeout=WAIT) != 0
     finally:
         master.kill()
-    assert "TXGREEN_REACTOR='nonsense': no such reactor" in master.log()
+    assert message in master.log()
 
 
 # -- run_master, as python -m txgreen serve --workers N calls it ---------------------------------

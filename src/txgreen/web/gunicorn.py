@@ -306,7 +306,10 @@ class GreenWorker(Worker):  # type: ignore[misc]
         keep-alive connections as they appear."""
         import txgreen
 
-        deadline = time.monotonic() + self.cfg.graceful_timeout
+        # A moment before the master's own deadline (when it SIGKILLs the worker), so that the
+        # worker aborts the late requests itself, logs it and exits through gunicorn's hooks.
+        graceful = float(self.cfg.graceful_timeout)
+        deadline = time.monotonic() + graceful - min(1.0, graceful / 2)
         while True:
             for transport in list(site.transports):
                 protocol = getattr(transport, "protocol", None)

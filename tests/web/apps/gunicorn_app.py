@@ -6,6 +6,7 @@ Paths (each answers ``PID\\n`` unless said otherwise):
 - ``/sleep?S``: after waiting S seconds in its green thread (the reactor keeps running);
 - ``/block?S``: after blocking the reactor's thread S seconds with ``time.sleep`` (the
   mistake txgreen's blocking detector names);
+- ``/fail``: raises ``RuntimeError("the application failed")`` (a 500 response);
 - ``/busiest``: ``PID MAX``, MAX the most requests this worker has run at once so far;
 - ``/info``: ``PID REACTOR PATCHED``, the reactor's class and whether ``txgreen.patch()`` ran.
 """
@@ -35,6 +36,8 @@ def _body(environ: dict[str, Any]) -> str:
         txgreen.sleep(float(query))
     elif path == "/block":
         blocking_call(float(query))
+    elif path == "/fail":
+        raise RuntimeError("the application failed")
     elif path == "/busiest":
         return f"{os.getpid()} {_busiest}"
     elif path == "/info":
