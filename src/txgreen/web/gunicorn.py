@@ -286,11 +286,12 @@ class GreenWorker(Worker):  # type: ignore[misc]
                 self._drain(resource, site)
         finally:
             try:
-                if len(resource.threads):
+                late = len(resource.threads)
+                if late and self._quick:
+                    self.log.info("Quick shutdown (pid:%s): aborting %d request(s)", self.pid, late)
+                elif late:
                     self.log.warning(
-                        "Worker graceful timeout (pid:%s): aborting %d request(s)",
-                        self.pid,
-                        len(resource.threads),
+                        "Worker graceful timeout (pid:%s): aborting %d request(s)", self.pid, late
                     )
                 resource.threads.kill()
                 for transport in list(site.transports):
