@@ -15,6 +15,8 @@ import json
 import os
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -43,7 +45,7 @@ pytestmark = pytest.mark.single_reactor
 
 APPS = Path(__file__).resolve().parent / "apps"
 WAIT = 30.0  # seconds any one thing may take before the test gives up
-LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) \((\d+)\)")
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)[^ ]* \((\d+)\)")
 
 
 class Master:
@@ -161,6 +163,20 @@ def answering(master: Master, workers: int, path: str = "/sleep?0.2") -> set[int
     return seen
 
 
+def unix_get(path: Path, target: str) -> str:
+    """GET ``target`` over the UNIX socket at ``path``: the body of a 200 response."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(WAIT)
+        sock.connect(str(path))
+        sock.sendall(f"GET {target} HTTP/1.0\r\nHost: app\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 "), reply
+    return body.decode()
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -263,14 +279,21 @@ def test_sighup_replaces_workers_without_a_failed_request(tmp_path: Path) -> Non
 
 @pytest.mark.timeout(90)
 def test_max_requests_recycles_and_a_killed_worker_is_replaced(tmp_path: Path) -> None:
-    with gunicorn(tmp_path, "--workers", "1", "--max-requests", "5") as master:
-        pids = [master.pid_of() for _ in range(5)]
+    sock = tmp_path / "app.sock"
+    args = ["--workers", "1", "--max-requests", "5", "--bind", f"unix:{sock}"]
+    with gunicorn(tmp_path, *args) as master:
+        mode = stat.S_IMODE(sock.stat().st_mode)
+        pids = [master.pid_of() for _ in range(4)]
+        pids.append(int(unix_get(sock, "/")))  # the worker serves the UNIX socket too
         assert len(set(pids)) == 1  # five requests, one worker
         first = pids[0]
         wait_until("the worker recycled after 5 requests", lambda: not alive(first))
         assert "Autorestarting worker after current request." in master.log()
         second = master.pid_of()
         assert second != first
+        # The UNIX socket is the master's: the worker that left kept its file and mode.
+        assert int(unix_get(sock, "/")) == second
+        assert stat.S_IMODE(sock.stat().st_mode) == mode
 
         # SIGKILL: the master notices and boots another worker.
         os.kill(second, signal.SIGKILL)

@@ -45,6 +45,8 @@ import json
 import math
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -168,6 +170,29 @@ class _WorkerSite(GreenSite):
             worker.request_done()
 
 
+def _adopt(reactor: Any, sock: Any, site: GreenSite, backlog: int) -> Any:
+    """Listen with ``site`` on gunicorn's listening socket ``sock`` (a gunicorn.sock object)."""
+    family = sock.sock.family
+    if family != socket.AF_UNIX:
+        return reactor.adoptStreamPort(sock.fileno(), family, site)
+    # Twisted's own adoption of a UNIX socket would chmod its file to 0o666, listen again with
+    # Twisted's backlog, and, when the worker stops listening, shut the socket down and delete
+    # its file: the socket, its file and mode are the master's, and the other workers (and the
+    # next ones) keep using them.
+    from twisted.internet import tcp, unix
+
+    class SharedUNIXPort(unix.Port):
+        def connectionLost(self, reason: Any) -> None:
+            tcp.Port.connectionLost(self, reason)  # type: ignore[no-untyped-call]
+
+    port = SharedUNIXPort._fromListeningDescriptor(reactor, sock.fileno(), site)  # type: ignore[no-untyped-call]
+    port.mode = stat.S_IMODE(os.stat(port._bindPath).st_mode)
+    port.backlog = backlog
+    port.startListening()
+    port._shouldShutdown = False  # shutdown() would stop the socket for every process
+    return port
+
+
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
 
@@ -267,9 +292,7 @@ class GreenWorker(Worker):  # type: ignore[misc]
         watch = self._watch_blocking(reactor)
         resource = self._resource = WSGIResource(self._application)
         site = self._site = _WorkerSite(resource, reactor, self.limits, self)
-        ports = [
-            reactor.adoptStreamPort(sock.fileno(), sock.sock.family, site) for sock in self.sockets
-        ]
+        ports = [_adopt(reactor, sock, site, self.cfg.backlog) for sock in self.sockets]
         if self.cfg.workers > 1:
             for port in ports:
                 _accept_one_at_a_time(port)
