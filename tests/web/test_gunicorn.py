@@ -274,7 +274,28 @@ def test_sighup_replaces_workers_without_a_failed_request(tmp_path: Path) -> Non
         assert {status for status, _ in answers} == {200}
         last = {int(body) for _, body in answers[-10:]}
         assert last <= new, (last, new)
-        assert master.stop() == 0, master.log()
+
+        # SIGINT is gunicorn's quick shutdown: a request in flight is aborted, not waited for.
+        aborted: list[BaseException] = []
+
+        def long_request() -> None:
+            try:
+                master.get("/sleep?30")
+            except Exception as e:
+                aborted.append(e)
+
+        client = threading.Thread(target=long_request)
+        client.start()
+        time.sleep(1.0)  # accepted and waiting in the application
+        started = time.monotonic()
+        master.signal(signal.SIGINT)
+        assert master.proc.wait(timeout=WAIT) == 0, master.log()
+        client.join(WAIT)
+        assert time.monotonic() - started < 10
+        assert len(aborted) == 1
+        assert isinstance(aborted[0], (http.client.RemoteDisconnected, ConnectionError))
+        assert "Quick shutdown (pid:" in master.log()
+        assert "aborting 1 request(s)" in master.log()
 
 
 @pytest.mark.timeout(90)
