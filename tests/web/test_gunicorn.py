@@ -284,13 +284,13 @@ def test_sighup_replaces_workers_without_a_failed_request(tmp_path: Path) -> Non
             except Exception as e:
                 aborted.append(e)
 
-        client = threading.Thread(target=long_request)
-        client.start()
+        waiting = threading.Thread(target=long_request)
+        waiting.start()
         time.sleep(1.0)  # accepted and waiting in the application
         started = time.monotonic()
         master.signal(signal.SIGINT)
         assert master.proc.wait(timeout=WAIT) == 0, master.log()
-        client.join(WAIT)
+        waiting.join(WAIT)
         assert time.monotonic() - started < 10
         assert len(aborted) == 1
         assert isinstance(aborted[0], (http.client.RemoteDisconnected, ConnectionError))
