@@ -222,6 +222,13 @@ def test_two_workers_share_load_log_requests_and_drain_on_sigterm(tmp_path: Path
             results[i] = master.get("/sleep?3")
             answered[i] = time.monotonic()
 
+        # And idle keep-alive connections, one to each worker: closed at once, not waited for.
+        idle: list[tuple[int, http.client.HTTPConnection]] = []
+        while len({pid for pid, _ in idle}) < 2:
+            conn = http.client.HTTPConnection("127.0.0.1", master.port, timeout=WAIT)
+            conn.request("GET", "/")
+            idle.append((int(conn.getresponse().read()), conn))
+
         clients = [threading.Thread(target=slow, args=(i,)) for i in range(6)]
         for client in clients:
             client.start()
@@ -229,6 +236,11 @@ def test_two_workers_share_load_log_requests_and_drain_on_sigterm(tmp_path: Path
         master.signal(signal.SIGTERM)
         terminated = time.monotonic()
         assert master.stop() == 0, master.log()
+        assert time.monotonic() - terminated < 12  # the requests' 3 s, not --graceful-timeout
+        for _, conn in idle:
+            assert conn.sock is not None
+            assert conn.sock.recv(1) == b""  # closed by the server
+            conn.close()
         for client in clients:
             client.join(WAIT)
         assert sorted(results) == list(range(6))
