@@ -313,13 +313,25 @@ def test_sighup_replaces_workers_without_a_failed_request(tmp_path: Path) -> Non
 @pytest.mark.timeout(90)
 def test_max_requests_recycles_and_a_killed_worker_is_replaced(tmp_path: Path) -> None:
     sock = tmp_path / "app.sock"
+    log_format = (
+        "%(s)s %(m)s %(U)s q=%(q)s %(H)s %(B)s %(D)s %({connection}i)s %({content-type}o)s %(p)s"
+    )
     args = ["--workers", "1", "--max-requests", "5", "--bind", f"unix:{sock}"]
-    with gunicorn(tmp_path, *args) as master:
+    with gunicorn(tmp_path, *args, "--access-logformat", log_format) as master:
         mode = stat.S_IMODE(sock.stat().st_mode)
-        pids = [master.pid_of() for _ in range(4)]
+        pids = [master.pid_of("/?x=1") for _ in range(4)]
         pids.append(int(unix_get(sock, "/")))  # the worker serves the UNIX socket too
         assert len(set(pids)) == 1  # five requests, one worker
         first = pids[0]
+        # gunicorn's access log atoms, in a format of one's own.
+        wait_until(
+            "five access log lines", lambda: len(master.access_log.read_text().splitlines()) >= 5
+        )
+        lines = master.access_log.read_text().splitlines()
+        assert re.fullmatch(
+            rf"200 GET / q=x=1 HTTP/1\.1 \d+ \d+ close text/plain <{first}>", lines[0]
+        ), lines[0]
+        assert re.fullmatch(rf"200 GET / q= HTTP/1\.0 \d+ \d+ - text/plain <{first}>", lines[4])
         wait_until("the worker recycled after 5 requests", lambda: not alive(first))
         assert "Autorestarting worker after current request." in master.log()
         second = master.pid_of()
