@@ -311,7 +311,7 @@ def test_sighup_replaces_workers_without_a_failed_request(tmp_path: Path) -> Non
 
 
 @pytest.mark.timeout(90)
-def test_max_requests_recycles_and_a_killed_worker_is_replaced(tmp_path: Path) -> None:
+def test_max_requests_recycles_killed_workers_are_replaced_orphans_exit(tmp_path: Path) -> None:
     sock = tmp_path / "app.sock"
     log_format = (
         "%(s)s %(m)s %(U)s q=%(q)s %(H)s %(B)s %(D)s %({connection}i)s %({content-type}o)s %(p)s"
@@ -346,7 +346,11 @@ def test_max_requests_recycles_and_a_killed_worker_is_replaced(tmp_path: Path) -
         third = master.pid_of()
         assert third not in (first, second)
         assert third in worker_pids(master)
-        assert master.stop() == 0, master.log()
+
+        # The master dies (SIGKILL, no goodbye): the worker sees its parent change and exits.
+        master.kill()
+        wait_until("the orphaned worker exits", lambda: not alive(third))
+        assert f"Parent changed, shutting down: <Worker {third}>" in master.log()
 
 
 @pytest.mark.timeout(90)
