@@ -125,7 +125,10 @@ def _limits_from_env(raw: str | None, worker_connections: int) -> Limits:
             )
         fields.update(loaded)
     fields.setdefault("max_concurrency", worker_connections)
-    return Limits(**fields)
+    try:
+        return Limits(**fields)
+    except (TypeError, ValueError) as e:  # Limits checks its values
+        raise WorkerConfigError(f"{LIMITS_ENV}: {e}") from None
 
 
 # -- the worker ----------------------------------------------------------------------------------
