@@ -430,7 +430,8 @@ class GreenWorker(Worker):  # type: ignore[misc]
         """SIGABRT, sent by the master to a worker that stopped heartbeating: exit at once.
 
         The reactor is most likely blocked (the blocking detector has logged where), so
-        nothing can run on it any more: the process ends here.
+        nothing can run on it any more: after the ``worker_abort`` hook the process ends here
+        (``os._exit``; gunicorn's ``worker_exit`` hook does not run for an aborted worker).
         """
         self.alive = False
         try:
