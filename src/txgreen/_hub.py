@@ -34,6 +34,7 @@ from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from txgreen._interrupt import SignalGuard
+from txgreen._util import hidden_in_reports
 from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from txgreen._greenthread import GreenThread
 
 log = Logger(namespace="txgreen")
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 # Hub states.
 NEW: Final = "new"  # the reactor has not been started yet
@@ -269,10 +272,39 @@ class Hub:
         self.greenlet = _greenlet(self._run, parent=_root(getcurrent()))
         self.thread_ident = threading.get_ident()
         self.own = True
+        self._guard_reactor_run()
         # If the program then runs the reactor itself (classic mode, after spawning green
         # threads at start-up), the greenlet that runs it becomes the hub instead.
         reactor.callWhenRunning(self._adopt_runner)
         return self.greenlet
+
+    def _guard_reactor_run(self) -> None:
+        """Make ``reactor.run()`` explain itself when txgreen's hub already runs the reactor.
+
+        Twisted's own error (``ReactorAlreadyRunning`` with no message) does not tell that the
+        first blocking call started the reactor, nor what to do instead.
+        """
+        reactor = self.reactor
+        original = reactor.run
+        hub = self
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            g = hub.greenlet
+            if hub.own and g is not None and g and getcurrent() is not g:
+                from txgreen._run import ReactorAlreadyRunning
+
+                raise ReactorAlreadyRunning(
+                    "reactor.run() was called, but txgreen already runs the reactor: the first "
+                    "blocking call made outside a green thread (block_on, sleep, join, ...) "
+                    "started it. Either call reactor.run() before any blocking call (spawn "
+                    "green threads first, then run the reactor: classic mode), or let txgreen "
+                    "run it: put the program in main() and call txgreen.run(main), without "
+                    "reactor.run()."
+                )
+            return original(*args, **kwargs)
+
+        run.__wrapped__ = original  # type: ignore[attr-defined]
+        reactor.run = run
 
     def _adopt_runner(self) -> None:
         runner = getcurrent()
@@ -635,7 +667,11 @@ class Hub:
             self._thread_waiters.discard(release)
 
     def stop_at_exit(self) -> None:
-        """At interpreter exit, let a reactor that txgreen started shut down cleanly."""
+        """At interpreter exit, let a reactor that txgreen started shut down cleanly.
+
+        If nothing ever started the reactor, green threads spawned meanwhile never ran: say so.
+        """
+        self._warn_never_ran()
         if not self.own or self.state != RUNNING or self.greenlet is None:
             return
         if self.thread_ident != threading.get_ident() or self.greenlet.dead:
@@ -647,6 +683,28 @@ class Hub:
             self.greenlet.switch()
         except BaseException:  # pragma: no cover - best effort at exit
             log.failure("txgreen: error while stopping the reactor at exit")
+
+    def _warn_never_ran(self) -> None:
+        g = self.greenlet
+        if not self.own or g is None or g or g.dead or self.reactor.running:
+            return  # the reactor ran (or runs), or it is not txgreen's to run
+        never = [gt for gt in self.threads if not gt._started]
+        if not never:
+            return
+        import warnings
+
+        from txgreen.errors import NeverRanWarning
+
+        shown = ", ".join(repr(gt) for gt in never[:3]) + (", ..." if len(never) > 3 else "")
+        warnings.warn_explicit(
+            f"{len(never)} green thread{'s were' if len(never) != 1 else ' was'} spawned but "
+            f"never ran ({shown}): spawn() only schedules, and nothing started the reactor. "
+            "Run the program with txgreen.run(main), block on something (txgreen.sleep, "
+            "thread.join(), block_on), or call reactor.run() yourself.",
+            NeverRanWarning,
+            filename="txgreen (at exit)",  # no line of anyone's code to show: it is the exit
+            lineno=0,
+        )
 
 
 def _pytest_twisted_greenlet(reactor: Any) -> _greenlet | None:

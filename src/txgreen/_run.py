@@ -7,20 +7,29 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 from greenlet import getcurrent
+from twisted.internet import error
 
 from txgreen._block import block_on
 from txgreen._greenthread import GreenThread, spawn
 from txgreen._hub import HUB_EXIT, STOPPED, get_hub
+from txgreen._util import hidden_in_reports
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = ["ReactorAlreadyRunning", "run"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class ReactorAlreadyRunning(TxgreenError):
-    """``txgreen.run`` was called while the reactor is already running."""
+class ReactorAlreadyRunning(TxgreenError, error.ReactorAlreadyRunning):
+    """The reactor is already running: ``txgreen.run`` was called under it, or ``reactor.run()``
+    after txgreen's first blocking call started it.
+
+    It is also Twisted's ``twisted.internet.error.ReactorAlreadyRunning``, so code that
+    catches Twisted's error catches this one.
+    """
 
 
 @overload
