@@ -8,7 +8,7 @@ two).  One run measures, on Twisted's default reactor, the round trip of a no-op
      with plain Twisted and ``block_on``, without the helper;
   c. ``await asyncio.to_thread(noop)`` in a coroutine on an asyncio event loop (its default
      executor);
-  d. ``txgreen.run_in_hub(noop)`` from an OS thread: the mirror trip, thread -> green thread ->
+  d. ``txgreen.call_in_green(noop)`` from an OS thread: the mirror trip, thread -> green thread ->
      thread;
   e. crochet's ``@wait_for`` from an OS thread: thread -> reactor (run by crochet in its own
      thread) -> thread, the peer of d.;
@@ -90,11 +90,11 @@ def bench_defer_to_thread_pool(n: int) -> float:
     return time.perf_counter() - t0
 
 
-def bench_run_in_hub(n: int) -> float:
-    """d. run_in_hub round trip from an OS thread (a reactor pool thread runs the loop)."""
+def bench_call_in_green(n: int) -> float:
+    """d. call_in_green round trip from an OS thread (a reactor pool thread runs the loop)."""
     import txgreen
 
-    return txgreen.call_in_thread(noop_calls, txgreen.run_in_hub, n)
+    return txgreen.call_in_thread(noop_calls, txgreen.call_in_green, n)
 
 
 async def _to_thread_loop(n: int) -> float:
@@ -126,7 +126,7 @@ def run_txgreen(loops: int, repeats: int) -> dict[str, list[float]]:
     """a., b. and d. under txgreen.run, repeats interleaved."""
     import txgreen
 
-    benches = {"a": bench_call_in_thread, "b": bench_defer_to_thread_pool, "d": bench_run_in_hub}
+    benches = {"a": bench_call_in_thread, "b": bench_defer_to_thread_pool, "d": bench_call_in_green}
 
     return txgreen.run(interleaved, benches, loops, repeats)
 
@@ -190,14 +190,14 @@ LABELS = {
     "a": "txgreen.call_in_thread(noop), green thread",
     "b": "block_on(deferToThreadPool(noop)), green thread",
     "c": "await asyncio.to_thread(noop), asyncio loop",
-    "d": "txgreen.run_in_hub(noop), from an OS thread",
+    "d": "txgreen.call_in_green(noop), from an OS thread",
     "e": "crochet @wait_for(noop), from an OS thread",
     "f": "crochet @run_in_reactor(noop).wait(), OS thread",
 }
 RATIOS = (
     ("call_in_thread vs plain Twisted", "a", "b"),
     ("call_in_thread vs asyncio.to_thread", "a", "c"),
-    ("run_in_hub vs crochet @wait_for", "d", "e"),
+    ("call_in_green vs crochet @wait_for", "d", "e"),
 )
 
 

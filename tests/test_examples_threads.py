@@ -69,7 +69,7 @@ def test_bench_threads_smoke() -> None:
     assert [r[:3] for r in ratios] == [
         ("call_in_thread vs plain Twisted", "a", "b"),
         ("call_in_thread vs asyncio.to_thread", "a", "c"),
-        ("run_in_hub vs crochet @wait_for", "d", "e"),
+        ("call_in_green vs crochet @wait_for", "d", "e"),
     ]
     for _, num, den, value in ratios:
         if value.startswith("skipped"):

@@ -33,7 +33,10 @@ PLAN = [
     *[("implicit_hub.py", r) for r in REACTORS],
     *[("run_main.py", r, "ok") for r in REACTORS],
     *[("run_main.py", r, "raise") for r in MAIN_LOOPS],
+    *[("run_main.py", r, "async") for r in MAIN_LOOPS],
     *[("classic_mode.py", r) for r in REACTORS],
+    ("mixed_modes.py", "run-after-implicit"),
+    ("mixed_modes.py", "never-ran"),
 ]
 
 
@@ -138,6 +141,23 @@ def test_run_raises_main_exception(runs: dict[tuple[str, ...], Finished], reacto
     assert r.stderr.endswith("\nValueError: main failed with 42\n")
 
 
+@pytest.mark.parametrize("reactor", MAIN_LOOPS)
+def test_run_awaits_an_async_main(runs: dict[tuple[str, ...], Finished], reactor: str) -> None:
+    r = runs["run_main.py", reactor, "async"]
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == [
+        f"reactor: {REACTOR_CLASS[reactor]}",
+        "wrong: TypeError - txgreen.run() takes the function to run, not its result: write "
+        "txgreen.run(main), not txgreen.run(main()) (an async def function is fine)",
+        "wrong: TypeError - txgreen.run() takes a function to run in a green thread, not a "
+        "'int': txgreen.run(main, *args)",
+        # awaited with its arguments, while the reactor ran; then the reactor stopped
+        "trigger: before shutdown",
+        "trigger: after shutdown",
+        "run returned: (42, True)",
+    ]
+
+
 # -- classic mode ---------------------------------------------------------------------------------
 
 HOW_TO_FIX = re.compile(
@@ -172,3 +192,34 @@ def test_classic_mode(runs: dict[tuple[str, ...], Finished], reactor: str) -> No
             re.compile(r"spawn after stop: ReactorStopped - .*the reactor has stopped"),
         ],
     )
+
+
+# -- modes mixed up -------------------------------------------------------------------------------
+
+
+def test_reactor_run_after_an_implicit_start_explains_itself(
+    runs: dict[tuple[str, ...], Finished],
+) -> None:
+    r = runs["mixed_modes.py", "run-after-implicit"]
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["block_on: 42", "caught as Twisted's too: True"]
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith(
+        "txgreen.ReactorAlreadyRunning: reactor.run() was called, but txgreen already runs the "
+        "reactor: the first blocking call made outside a green thread"
+    )
+    assert "call txgreen.run(main), without reactor.run()." in last
+
+
+def test_threads_spawned_when_nothing_starts_the_reactor_are_reported_at_exit(
+    runs: dict[tuple[str, ...], Finished],
+) -> None:
+    r = runs["mixed_modes.py", "never-ran"]
+    assert (r.returncode, r.stdout) == (0, "end of script\n")
+    assert re.fullmatch(
+        r"txgreen \(at exit\):0: NeverRanWarning: 2 green threads were spawned but never ran "
+        r"\(<GreenThread print scheduled at 0x[0-9a-f]+>, <GreenThread print scheduled at "
+        r"0x[0-9a-f]+>\): spawn\(\) only schedules, and nothing started the reactor\. Run the "
+        r"program with txgreen\.run\(main\), .*\n",
+        r.stderr,
+    ), r.stderr

@@ -375,7 +375,7 @@ def assert_deadline_failure(r: Run, name: str, deadline: float) -> None:
     failure = r.failure(name)
     # The reactor's deadline, not pytest-timeout's backstop...
     assert re.search(
-        rf"txgreen\.errors\.TestDeadlineExceeded: \S+::{name} ran past its {deadline:g} s "
+        rf"txgreen\.TestDeadlineExceeded: \S+::{name} ran past its {deadline:g} s "
         r"deadline \(pytest-timeout's 'timeout'\); the traceback shows where it was blocked$",
         failure,
     ), failure
@@ -489,3 +489,44 @@ def test_without_pytest_twisted(pytester: pytest.Pytester) -> None:
     assert r.ret == pytest.ExitCode.TESTS_FAILED
     # txgreen stopped the reactor it started at exit, quietly.
     assert r.errlines == []
+
+
+# -- failure reports ------------------------------------------------------------------------------
+
+FAILING = """
+from twisted.internet import reactor, task
+
+import txgreen
+
+
+def helper():
+    return txgreen.block_on(task.deferLater(reactor, 0.01, lambda: 1 / 0))
+
+
+def test_fails_in_a_callback():
+    helper()
+
+
+def test_fails_after_a_sleep():
+    txgreen.sleep(0.01)
+    assert 1 == 2
+"""
+
+
+@pytest.mark.parametrize("hide", [True, False])
+def test_failure_reports_show_the_users_frames_not_txgreens(
+    pytester: pytest.Pytester, hide: bool
+) -> None:
+    pytester.makeini(f"[pytest]\ntxgreen_mode = auto\ntxgreen_hide_frames = {str(hide).lower()}\n")
+    pytester.makepyfile(test_failing=FAILING)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tb=long", timeout=60)
+    result.assert_outcomes(failed=2)
+    report = result.stdout.str()
+    assert "helper()" in report  # the user's frames are always there
+    assert "lambda: 1 / 0" in report
+    assert "ZeroDivisionError: division by zero" in report
+    shown = re.findall(r"src/txgreen/(\w+)\.py:\d+", report)
+    if hide:
+        assert shown == [], report
+    else:
+        assert "_block" in shown, report

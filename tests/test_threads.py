@@ -1,4 +1,4 @@
-"""``call_in_thread``, ``@threaded``, ``run_in_hub``, thread pools (sizing, dedicated, daemon).
+"""``call_in_thread``, ``@threaded``, ``call_in_green``, thread pools (sizing, dedicated, daemon).
 
 Jobs that must stay "running" while the test looks block on a ``threading.Event`` that the test
 sets; the test learns that a job has started from a Deferred the job fires through
@@ -502,10 +502,10 @@ def test_threaded_method_and_exception() -> None:
     assert tb_names(info.value)[-1] == "lookup"
 
 
-# -- run_in_hub --------------------------------------------------------------------------------
+# -- call_in_green --------------------------------------------------------------------------------
 
 
-def test_run_in_hub_runs_a_green_thread_and_returns() -> None:
+def test_call_in_green_runs_a_green_thread_and_returns() -> None:
     def sync_style(n: int) -> tuple[bool, int]:
         is_green = type(getcurrent()) is txgreen.GreenThread
         txgreen.sleep(0.001)
@@ -513,19 +513,36 @@ def test_run_in_hub_runs_a_green_thread_and_returns() -> None:
         return is_green, value
 
     def from_thread() -> tuple[bool, int]:
-        return txgreen.run_in_hub(sync_style, 21)
+        return txgreen.call_in_green(sync_style, 21)
 
     assert in_os_thread(from_thread) == (True, 42)
 
 
-def test_run_in_hub_raises_with_traceback(logged_errors: list[LogEvent]) -> None:
+def test_run_in_hub_is_a_deprecated_alias_of_call_in_green() -> None:
+    def from_thread() -> tuple[int, list[str]]:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = txgreen.run_in_hub(pow, 2, 10)
+        return value, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+    value, warned = in_os_thread(from_thread)
+    assert value == 1024
+    assert warned == [
+        "DeprecationWarning: txgreen.run_in_hub() is now txgreen.call_in_green() (it runs fn in "
+        "a new green thread, not in the hub); the old name will be removed in a later version"
+    ]
+
+
+def test_call_in_green_raises_with_traceback(logged_errors: list[LogEvent]) -> None:
     def failing() -> NoReturn:
         txgreen.sleep(0)
         raise Boom("from the green thread")
 
     def from_thread() -> list[str]:
         try:
-            txgreen.run_in_hub(failing)
+            txgreen.call_in_green(failing)
         except Boom as e:
             return [str(e), *tb_names(e)]
         return ["no exception"]
@@ -538,7 +555,7 @@ def test_run_in_hub_raises_with_traceback(logged_errors: list[LogEvent]) -> None
     assert logged_errors == []  # raised in the OS thread: not an unretrieved green error
 
 
-def test_run_in_hub_from_many_os_threads_at_once() -> None:
+def test_call_in_green_from_many_os_threads_at_once() -> None:
     gate: Deferred[None] = Deferred()
     arrived = 0
 
@@ -554,7 +571,7 @@ def test_run_in_hub_from_many_os_threads_at_once() -> None:
     lock = threading.Lock()
 
     def os_thread(i: int) -> None:
-        value = txgreen.run_in_hub(green_part, i)
+        value = txgreen.call_in_green(green_part, i)
         with lock:
             results.append(value)
 
@@ -566,12 +583,12 @@ def test_run_in_hub_from_many_os_threads_at_once() -> None:
     assert sorted(results) == [i * 10 for i in range(8)]
 
 
-def test_run_in_hub_from_a_green_thread_raises() -> None:
+def test_call_in_green_from_a_green_thread_raises() -> None:
     with pytest.raises(txgreen.InReactorThreadError, match="from the reactor's thread"):
-        txgreen.run_in_hub(lambda: None)
+        txgreen.call_in_green(lambda: None)
 
 
 @pytest.mark.in_hub
-def test_run_in_hub_from_the_hub_raises() -> None:
+def test_call_in_green_from_the_hub_raises() -> None:
     with pytest.raises(txgreen.InReactorThreadError, match="defer_to_green"):
-        txgreen.run_in_hub(lambda: None)
+        txgreen.call_in_green(lambda: None)

@@ -14,10 +14,12 @@ from twisted.python.failure import Failure
 from txgreen._greenthread import GreenThread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._timeout import Timeout
-from txgreen._util import exception_of
+from txgreen._util import exception_of, hidden_in_reports
 from txgreen.errors import NotInReactorThreadError, ReactorStopped
 
 __all__ = ["as_deferred", "block_on"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 T = TypeVar("T")
 

@@ -18,9 +18,12 @@ from typing import Any, Generic, TypeVar
 
 from txgreen._event import count_active, hand_over, new_waiter, park
 from txgreen._hub import Waiter
+from txgreen._util import hidden_in_reports
 from txgreen.errors import TxgreenError
 
 __all__ = ["Channel", "ChannelClosed"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 T = TypeVar("T")
 

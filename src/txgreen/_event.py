@@ -25,9 +25,11 @@ from twisted.internet.defer import Deferred
 from txgreen._greenthread import GreenThread, current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Waiter, wait_timed
 from txgreen._timeout import Timeout
-from txgreen._util import failure_of
+from txgreen._util import failure_of, hidden_in_reports
 
 __all__ = ["AsyncResult", "Event"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 T = TypeVar("T")
 

@@ -25,10 +25,12 @@ from greenlet import greenlet as _greenlet
 from twisted.logger import Logger
 
 from txgreen._greenthread import _callable_name
-from txgreen._util import failure_of, make_exception
+from txgreen._util import failure_of, hidden_in_reports, make_exception
 from txgreen.errors import BlockingInHubError
 
 __all__ = ["GreenGenerator", "generator"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 Y = TypeVar("Y")
 P = ParamSpec("P")

@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from txgreen import _hub
 from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
-from txgreen._util import failure_of
+from txgreen._util import block_and_timeout, failure_of, hidden_in_reports
 from txgreen.errors import NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ __all__ = [
     "spawn",
     "spawn_later",
 ]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -322,8 +324,16 @@ class GreenThread(_greenlet, Generic[T]):
             if self._links is not None and waiter in self._links:
                 self._links.remove(waiter)
 
-    def get(self, timeout: float | None = None) -> T:
-        """Wait for the thread and return its result, or raise the exception it died of."""
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        """Wait for the thread and return its result, or raise the exception it died of.
+
+        Raises :class:`txgreen.Timeout` when ``timeout`` seconds pass first, or at once with
+        ``block=False`` if the thread has not finished (as gevent's ``Greenlet.get``).
+        """
+        if block is not True:
+            block, timeout = block_and_timeout(block, timeout, "GreenThread.get")
+        if not block and not self._done:
+            raise Timeout(0)
         if not self.join(timeout):
             raise Timeout(timeout)
         self._retrieved()

@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
 
 from txgreen._interrupt import SignalGuard
+from txgreen._util import hidden_in_reports
 from txgreen.errors import BlockingInHubError, NotInReactorThreadError, ReactorStopped
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from txgreen._greenthread import GreenThread
 
 log = Logger(namespace="txgreen")
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 # Hub states.
 NEW: Final = "new"  # the reactor has not been started yet
@@ -224,6 +228,9 @@ class Hub:
         self._dispatching = False
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
+        # Graceful stops (GreenService, servers): run first at shutdown, while green threads
+        # can still block; see add_graceful_stop.
+        self._graceful_stops: list[Callable[[], Any]] = []
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
         # Ctrl-C in a busy green thread, and a way out of a shutdown that waits for OS threads.
         self.signals = SignalGuard(self)
@@ -265,10 +272,39 @@ class Hub:
         self.greenlet = _greenlet(self._run, parent=_root(getcurrent()))
         self.thread_ident = threading.get_ident()
         self.own = True
+        self._guard_reactor_run()
         # If the program then runs the reactor itself (classic mode, after spawning green
         # threads at start-up), the greenlet that runs it becomes the hub instead.
         reactor.callWhenRunning(self._adopt_runner)
         return self.greenlet
+
+    def _guard_reactor_run(self) -> None:
+        """Make ``reactor.run()`` explain itself when txgreen's hub already runs the reactor.
+
+        Twisted's own error (``ReactorAlreadyRunning`` with no message) does not tell that the
+        first blocking call started the reactor, nor what to do instead.
+        """
+        reactor = self.reactor
+        original = reactor.run
+        hub = self
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            g = hub.greenlet
+            if hub.own and g is not None and g and getcurrent() is not g:
+                from txgreen._run import ReactorAlreadyRunning
+
+                raise ReactorAlreadyRunning(
+                    "reactor.run() was called, but txgreen already runs the reactor: the first "
+                    "blocking call made outside a green thread (block_on, sleep, join, ...) "
+                    "started it. Either call reactor.run() before any blocking call (spawn "
+                    "green threads first, then run the reactor: classic mode), or let txgreen "
+                    "run it: put the program in main() and call txgreen.run(main), without "
+                    "reactor.run()."
+                )
+            return original(*args, **kwargs)
+
+        run.__wrapped__ = original  # type: ignore[attr-defined]
+        reactor.run = run
 
     def _adopt_runner(self) -> None:
         runner = getcurrent()
@@ -527,10 +563,36 @@ class Hub:
         with contextlib.suppress(ReactorNotRunning):
             self.reactor.stop()
 
-    def _on_shutdown(self) -> None:
-        """The reactor is stopping: wake every parked green thread with ReactorStopped."""
+    def add_graceful_stop(self, stop: Callable[[], Any]) -> None:
+        """Call ``stop()`` first when the reactor shuts down, while green threads can block.
+
+        The hub's shutdown ("before" shutdown: every parked green thread gets
+        ``ReactorStopped``) waits for the Deferreds the graceful stops return -- each must
+        bound its own wait -- so a service's green threads can clean up (blocking calls
+        included) before anything is stopped under them.  A stop that raises is logged.
+        """
+        self._graceful_stops.append(stop)
+
+    def remove_graceful_stop(self, stop: Callable[[], Any]) -> None:
+        """Forget a graceful stop (it was done another way); no error if it is unknown."""
+        with contextlib.suppress(ValueError):
+            self._graceful_stops.remove(stop)
+
+    def _on_shutdown(self) -> Deferred[None] | None:
+        """The reactor is stopping: wake every parked green thread with ReactorStopped.
+
+        Graceful stops run first (the reactor's shutdown waits for the Deferred returned here).
+        """
         if self.state == STOPPED:
-            return
+            return None
+        stops, self._graceful_stops = self._graceful_stops, []
+        if stops and self.state == RUNNING:
+            return self._stop_gracefully(stops)
+        self._stop_threads()
+        return None
+
+    def _stop_threads(self) -> None:
+        """Mark the hub stopped and wake every parked green thread with ReactorStopped."""
         self.state = STOPPED
         if self._drain_call is not None:
             if self._drain_call.active():
@@ -573,6 +635,25 @@ class Hub:
             for w in victims:
                 self.switch_to(w.greenlet, w)
 
+    def _stop_gracefully(self, stops: list[Callable[[], Any]]) -> Deferred[None]:
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        done: Deferred[None] = Deferred()
+        started = [maybeDeferred(stop) for stop in reversed(stops)]  # the newest first
+        for d in started:
+            d.addErrback(lambda f: log.failure("txgreen: a graceful stop failed", f))
+
+        def then_stop(_: object) -> None:
+            # In the hub (a timer), whoever fired the last Deferred: only the hub may switch.
+            def finish() -> None:
+                self._on_shutdown()
+                done.callback(None)
+
+            self.reactor.callLater(0, finish)
+
+        DeferredList(started).addCallback(then_stop)
+        return done
+
     def add_thread_waiter(self, release: Callable[[], None]) -> bool:
         """Register an OS-thread waiter to release at shutdown; False if already stopped."""
         with self._thread_waiters_lock:
@@ -586,7 +667,11 @@ class Hub:
             self._thread_waiters.discard(release)
 
     def stop_at_exit(self) -> None:
-        """At interpreter exit, let a reactor that txgreen started shut down cleanly."""
+        """At interpreter exit, let a reactor that txgreen started shut down cleanly.
+
+        If nothing ever started the reactor, green threads spawned meanwhile never ran: say so.
+        """
+        self._warn_never_ran()
         if not self.own or self.state != RUNNING or self.greenlet is None:
             return
         if self.thread_ident != threading.get_ident() or self.greenlet.dead:
@@ -598,6 +683,28 @@ class Hub:
             self.greenlet.switch()
         except BaseException:  # pragma: no cover - best effort at exit
             log.failure("txgreen: error while stopping the reactor at exit")
+
+    def _warn_never_ran(self) -> None:
+        g = self.greenlet
+        if not self.own or g is None or g or g.dead or self.reactor.running:
+            return  # the reactor ran (or runs), or it is not txgreen's to run
+        never = [gt for gt in self.threads if not gt._started]
+        if not never:
+            return
+        import warnings
+
+        from txgreen.errors import NeverRanWarning
+
+        shown = ", ".join(repr(gt) for gt in never[:3]) + (", ..." if len(never) > 3 else "")
+        warnings.warn_explicit(
+            f"{len(never)} green thread{'s were' if len(never) != 1 else ' was'} spawned but "
+            f"never ran ({shown}): spawn() only schedules, and nothing started the reactor. "
+            "Run the program with txgreen.run(main), block on something (txgreen.sleep, "
+            "thread.join(), block_on), or call reactor.run() yourself.",
+            NeverRanWarning,
+            filename="txgreen (at exit)",  # no line of anyone's code to show: it is the exit
+            lineno=0,
+        )
 
 
 def _pytest_twisted_greenlet(reactor: Any) -> _greenlet | None:

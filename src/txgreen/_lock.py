@@ -19,8 +19,11 @@ from greenlet import greenlet as _greenlet
 
 from txgreen._event import check_timeout, count_active, hand_over, wait_woken
 from txgreen._hub import Waiter
+from txgreen._util import hidden_in_reports
 
 __all__ = ["BoundedSemaphore", "Lock", "RLock", "Semaphore"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 
 def _acquire_timeout(blocking: bool, timeout: float | None) -> float | None:

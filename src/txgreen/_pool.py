@@ -28,9 +28,12 @@ from txgreen._greenthread import (
 )
 from txgreen._hub import TIMED_OUT, Waiter, get_hub, wait_timed
 from txgreen._timeout import Timeout
+from txgreen._util import hidden_in_reports
 from txgreen.errors import TxgreenError
 
 __all__ = ["Group", "Pool", "PoolFull", "joinall", "killall"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -31,9 +31,12 @@ from txgreen._event import (
     wake_all,
 )
 from txgreen._hub import TIMED_OUT, Waiter
+from txgreen._util import hidden_in_reports
 from txgreen.errors import TxgreenError
 
 __all__ = ["Empty", "Full", "LifoQueue", "PriorityQueue", "Queue"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 T = TypeVar("T")
 

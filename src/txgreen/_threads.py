@@ -1,4 +1,5 @@
-"""Blocking code and OS threads: ``call_in_thread``, ``@threaded``, ``ThreadQueue``, ``run_in_hub``.
+"""Blocking code and OS threads: ``call_in_thread``, ``@threaded``, ``ThreadQueue``,
+``call_in_green``.
 
 Green threads share one OS thread with the reactor, so a blocking call (a DB driver, file I/O, a
 CPU-heavy function) made directly in a green thread stalls everything.  These helpers move such
@@ -9,7 +10,7 @@ work to OS threads and back:
 - :class:`ThreadQueue`: a queue between OS threads and green threads, in either direction, where
   each side blocks the way it should (an OS thread blocks its OS thread, a green thread only
   itself), with ``close()`` to end iteration on both sides.
-- :func:`run_in_hub`: the mirror of ``call_in_thread``: an OS thread runs a sync-style function
+- :func:`call_in_green`: the mirror of ``call_in_thread``: an OS thread runs a sync-style function
   in a new green thread and waits for it.
 - :class:`DaemonThreadPool`: a thread pool that does not hold up the process's exit for a job
   that never ends (Twisted's own pools join every worker when they stop).
@@ -42,6 +43,7 @@ from txgreen._greenthread import GreenThread, _new_thread
 from txgreen._hub import STOPPED, Hub, Waiter, get_hub
 from txgreen._queue import Empty, Full
 from txgreen._timeout import Timeout
+from txgreen._util import block_and_timeout, hidden_in_reports
 from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
@@ -52,11 +54,14 @@ __all__ = [
     "QueueClosed",
     "ThreadPoolNotRunning",
     "ThreadQueue",
+    "call_in_green",
     "call_in_thread",
     "run_in_hub",
     "set_thread_pool_size",
     "threaded",
 ]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -80,7 +85,7 @@ class ThreadPoolNotRunning(TxgreenError):
 
 
 class InReactorThreadError(TxgreenError):
-    """A call meant for other OS threads (``run_in_hub``) was made in the reactor's own thread."""
+    """A call meant for other OS threads (``call_in_green``) was made in the reactor's thread."""
 
 
 # -- call_in_thread ----------------------------------------------------------------------------
@@ -495,12 +500,17 @@ class ThreadQueue(Generic[T]):
                 raise Empty("the ThreadQueue is empty")
             return item  # type: ignore[no-any-return]
 
-    def get(self, timeout: float | None = None) -> T:
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Take the next item, waiting for one if needed (only this caller waits).
 
         Raises :class:`QueueClosed` once the queue is closed and empty (also while waiting)
         and :class:`txgreen.Timeout` if ``timeout`` seconds pass without an item.
+        ``block=False`` is :meth:`get_nowait` (:class:`Empty` if there is no item).
         """
+        if block is not True:
+            block, timeout = block_and_timeout(block, timeout, "ThreadQueue.get")
+            if not block:
+                return self.get_nowait()
         return self._retry(self._getters, "get", timeout, self._take)  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[T]:
@@ -669,10 +679,10 @@ class ThreadQueue(Generic[T]):
             hub.remove_thread_waiter(wake.release)
 
 
-# -- run_in_hub --------------------------------------------------------------------------------
+# -- call_in_green --------------------------------------------------------------------------------
 
 
-def run_in_hub(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+def call_in_green(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """From an OS thread: run sync-style ``fn(*args, **kwargs)`` in a new green thread and wait.
 
     The mirror of :func:`call_in_thread`: ``fn`` runs as a green thread (it can ``block_on``,
@@ -688,7 +698,7 @@ def run_in_hub(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     hub = get_hub()
     if _in_reactor_thread(hub) or type(getcurrent()) is GreenThread:
         raise InReactorThreadError(
-            "run_in_hub() was called from the reactor's thread, where blocking the OS thread "
+            "call_in_green() was called from the reactor's thread, where blocking the OS thread "
             "would stop the green thread it waits for. In a green thread call fn directly; in "
             "reactor callbacks use txgreen.defer_to_green(fn, ...)."
         )
@@ -740,3 +750,17 @@ def run_in_hub(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         raise value
     finally:
         del value
+
+
+def run_in_hub(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Deprecated name of :func:`call_in_green` (it never ran ``fn`` in the hub: it starts a
+    green thread); warns ``DeprecationWarning`` and calls it."""
+    import warnings
+
+    warnings.warn(
+        "txgreen.run_in_hub() is now txgreen.call_in_green() (it runs fn in a new green thread, "
+        "not in the hub); the old name will be removed in a later version",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return call_in_green(fn, *args, **kwargs)

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING
 from greenlet import greenlet as _greenlet
 
 from txgreen._hub import get_hub
+from txgreen._util import hidden_in_reports
 
 if TYPE_CHECKING:
     from twisted.internet.base import DelayedCall
 
 __all__ = ["Timeout"]
+
+__tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
 
 class Timeout(TimeoutError):

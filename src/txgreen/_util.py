@@ -120,3 +120,50 @@ def make_exception(typ: Any, val: Any = None, tb: TracebackType | None = None) -
     if tb is not None:
         exc = exc.with_traceback(tb)
     return exc
+
+
+# -- hiding txgreen's frames from pytest's failure reports -------------------------------------
+
+_hide_frames = False
+
+
+def hide_frames_in_reports(hide: bool) -> None:
+    """Set by the pytest plugin from the ``txgreen_hide_frames`` ini option (default true)."""
+    global _hide_frames
+    _hide_frames = hide
+
+
+def hidden_in_reports(excinfo: object) -> bool:
+    """pytest's ``__tracebackhide__`` for txgreen's core modules (a module global there).
+
+    pytest leaves out of a failure's traceback the frames whose locals or globals hold a true
+    ``__tracebackhide__`` (or a callable returning true): the user sees their own lines, not
+    the hub's or ``block_on``'s.  ``pytest --full-trace`` shows them all again.
+    """
+    return _hide_frames
+
+
+# -- get(block=True, timeout=None) everywhere ---------------------------------------------------
+
+
+def block_and_timeout(block: object, timeout: float | None, what: str) -> tuple[bool, float | None]:
+    """Read ``get(block, timeout)`` arguments, accepting the old ``get(timeout)`` form.
+
+    Every getter takes ``get(block=True, timeout=None)``, as ``queue.Queue`` and gevent do.
+    ``GreenThread.get`` and ``ThreadQueue.get`` used to take ``timeout`` first: a number
+    passed there is still read as the timeout, with a ``DeprecationWarning`` (never silently
+    as ``block=True``, which would wait for ever).
+    """
+    if type(block) is bool:
+        return block, timeout
+    if isinstance(block, int | float) and timeout is None:
+        import warnings
+
+        warnings.warn(
+            f"{what}({block!r}) passes the timeout as the first argument; write "
+            f"{what}(timeout={block!r}) (the first argument is now block=, as in queue.Queue)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return True, float(block)
+    raise TypeError(f"{what}(): block must be True or False, not {block!r}")

@@ -97,3 +97,11 @@ class PatchWarning(UserWarning):
     stdlib module cannot reach it.  Call ``txgreen.patch()`` before importing such modules, or
     run the program with ``python -m txgreen run``.
     """
+
+
+class NeverRanWarning(RuntimeWarning):
+    """At exit: green threads were spawned but never ran, because nothing started the reactor.
+
+    ``spawn()`` only schedules a green thread; it runs once the reactor does (``txgreen.run``,
+    the first blocking call, or ``reactor.run()``).
+    """

@@ -17,6 +17,8 @@ so the body can call ``block_on``, ``spawn`` and ``sleep`` directly.
 - ``--txgreen-reactor=NAME`` installs ``default``, ``epoll``, ``poll``, ``select`` or ``asyncio``
   before pytest-twisted starts it, to run a suite against each reactor.
 - ``@pytest.mark.in_hub`` keeps a sync test in the hub even in auto mode.
+- Failure reports show the user's frames: txgreen's own (the hub, ``block_on``, this plugin)
+  are left out of the traceback (ini ``txgreen_hide_frames``, default true).
 
 Without pytest-twisted, green tests still work: the body runs in a green thread on txgreen's own
 hub, which starts the reactor on first use.
@@ -34,9 +36,12 @@ from typing import Any
 import pytest
 from twisted.internet.defer import Deferred
 
+from txgreen import _util
 from txgreen._util import failure_of
 
 __all__ = ["LeakError"]
+
+__tracebackhide__ = _util.hidden_in_reports  # this module's frames too (see _util)
 
 _REACTORS = ("default", "epoll", "poll", "select", "asyncio")
 _BACKSTOP_GRACE = 5.0
@@ -61,6 +66,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="strict",
     )
     parser.addini(
+        "txgreen_hide_frames",
+        "leave txgreen's own frames (the hub, block_on, the plugin) out of failure tracebacks",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
         "txgreen_leak_check",
         "fail green tests that leave green threads, DelayedCalls or readers behind",
         type="bool",
@@ -75,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "green(enabled=True, leak_check=None): run this sync test body in a txgreen green thread",
     )
     config.addinivalue_line("markers", "in_hub: run this sync test in the hub even in auto mode")
+    _util.hide_frames_in_reports(bool(config.getini("txgreen_hide_frames")))
     mode = config.getini("txgreen_mode")
     if mode not in ("strict", "auto"):
         raise pytest.UsageError(f"txgreen_mode must be 'strict' or 'auto', not {mode!r}")

@@ -5,7 +5,7 @@ Usage: ``threads_shutdown.py REACTOR MODE`` where MODE is
 - ``pending``: park a green thread in ``call_in_thread`` (its job blocked in the reactor's
   pool), one in ``call_in_thread`` whose job is still queued behind a busy dedicated pool, a
   green ``ThreadQueue.get``, an OS thread in ``ThreadQueue.get``, an OS thread in a full
-  ``ThreadQueue.put`` and an OS thread in ``run_in_hub``; then let ``main`` return.  After
+  ``ThreadQueue.put`` and an OS thread in ``call_in_green``; then let ``main`` return.  After
   ``run`` returns, try each kind of call once more.  Prints one JSON report as its last line.
 - ``sigint-reactor-pool``: ``main`` waits in ``call_in_thread`` for a job on the reactor's pool
   that prints ``job started`` and then runs until 0.5 s after the reactor starts stopping; the
@@ -79,12 +79,14 @@ def pending() -> None:
 
     def hub_fn() -> None:
         reactor.callFromThread(started["hub fn"].callback, None)
-        record("run_in_hub's green thread", lambda: txgreen.block_on(defer.Deferred()))
+        record("call_in_green's green thread", lambda: txgreen.block_on(defer.Deferred()))
 
     os_threads = [
         threading.Thread(target=record, args=("OS get", q_os.get)),
         threading.Thread(target=record, args=("OS put", lambda: q_full.put(1))),
-        threading.Thread(target=record, args=("run_in_hub", lambda: txgreen.run_in_hub(hub_fn))),
+        threading.Thread(
+            target=record, args=("call_in_green", lambda: txgreen.call_in_green(hub_fn))
+        ),
     ]
 
     def main() -> None:
@@ -124,7 +126,7 @@ def pending() -> None:
     def from_os_thread() -> None:
         after["OS get, empty"] = outcome(q_os.get)
         after["OS put, full"] = outcome(lambda: q_full.put(2))
-        after["OS run_in_hub"] = outcome(lambda: txgreen.run_in_hub(len, "x"))
+        after["OS call_in_green"] = outcome(lambda: txgreen.call_in_green(len, "x"))
         after["OS call_in_thread"] = outcome(lambda: txgreen.call_in_thread(len, "x"))
 
     t = threading.Thread(target=from_os_thread)
