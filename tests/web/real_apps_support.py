@@ -37,12 +37,15 @@ from txgreen.web import serve_wsgi
 
 T = TypeVar("T")
 
-WEB = Path(__file__).resolve().parent  # tests/web: the folder that holds the apps package
+WEB = Path(__file__).resolve().parent  # tests/web
+APPS_DIR = WEB / "apps"  # the applications: top-level modules (a server gets --chdir there)
 
-# The TLS tests' certificates come from tests/green/certs.py; pytest puts tests/green on
-# sys.path only when it collects that folder, so a run of tests/web alone puts it there here.
-if str(WEB.parent / "green") not in sys.path:
-    sys.path.append(str(WEB.parent / "green"))
+# The applications are imported from tests/web/apps; the TLS tests' certificates come from
+# tests/green/certs.py, and pytest puts tests/green on sys.path only when it collects that
+# folder, so a run of tests/web alone needs it there too.
+for _folder in (APPS_DIR, WEB.parent / "green"):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 from certs import Pki, make_pki  # noqa: E402
 
 __all__ = ["Pki", "make_pki"]  # and the rest, for the tests of tests/web
@@ -55,15 +58,15 @@ __all__ = ["Pki", "make_pki"]  # and the rest, for the tests of tests/web
 #   (plain HTTP only: the worker does not terminate TLS, so test_http2.py leaves it out).
 KINDS = [
     "in-process",
-    # Written at the same time on other branches: add each here once it has landed on main.
+    "gunicorn",
+    # Written at the same time on another branch: add it here once it has landed on main.
     # "serve",
-    # "gunicorn",
 ]
 
 # The applications, as a WSGI server names them (module:attribute, importable from tests/web).
 APPS = {
-    "flask": "apps.flask_app:app",
-    "django": "apps.django_app.wsgi:application",
+    "flask": "flask_app:app",
+    "django": "django_app.wsgi:application",
 }
 # The page each framework serves when a view raises (DEBUG off).
 ERROR_PAGES = {"flask": b"Internal Server Error", "django": b"<h1>Server Error (500)</h1>"}
@@ -85,8 +88,6 @@ def load_app(name: str) -> Any:
     import importlib
 
     module, _, attribute = APPS[name].partition(":")
-    if str(WEB) not in sys.path:
-        sys.path.insert(0, str(WEB))
     return getattr(importlib.import_module(module), attribute)
 
 
@@ -267,20 +268,22 @@ class ServerProcess:
 def start_txgreen_serve(
     app: str, *options: str, listen: str = "tcp:0:interface=127.0.0.1"
 ) -> ServerProcess:
-    """``python -m txgreen serve --chdir tests/web APP`` listening on ``listen``."""
+    """``python -m txgreen serve --chdir tests/web/apps APP`` listening on ``listen``."""
     command = [
         sys.executable,
         "-m",
         "txgreen",
         "serve",
         "--chdir",
-        str(WEB),
+        str(APPS_DIR),
         "--listen",
         listen,
         *options,
         APPS[app],
     ]
-    return ServerProcess(command, re.compile(r"txgreen serve: listening on (https?://\S+)"), WEB)
+    return ServerProcess(
+        command, re.compile(r"txgreen serve: listening on (https?://\S+)"), APPS_DIR
+    )
 
 
 def start_gunicorn(app: str, *options: str) -> ServerProcess:
@@ -296,11 +299,11 @@ def start_gunicorn(app: str, *options: str) -> ServerProcess:
         "--bind",
         "127.0.0.1:0",
         "--chdir",
-        str(WEB),
+        str(APPS_DIR),
         *options,
         APPS[app],
     ]
-    return ServerProcess(command, re.compile(r"Listening at: (https?://\S+)"), WEB)
+    return ServerProcess(command, re.compile(r"Listening at: (https?://\S+)"), APPS_DIR)
 
 
 # -- one kind of server serving one app -------------------------------------------------------

@@ -268,8 +268,8 @@ def _read_slowly(client: httpx.Client, url: str, produced: Callable[[], int]) ->
 
 @pytest.mark.parametrize("app", list(APPS))
 def test_a_slow_http2_reader_holds_back_the_green_thread(app: str, pki: Pki) -> None:
-    # In-process only: the test reads how far the application got (apps.work.Progress).
-    from apps.work import Progress
+    # In-process only: the test reads how far the application got (app_logic.Progress).
+    from app_logic import Progress
 
     size = 64 * 1024 * 1024
     with (

@@ -227,7 +227,7 @@ def test_proxy_headers_are_passed_to_the_app_not_trusted(target: Target) -> None
 
 
 def test_flask_behind_a_proxy_with_proxy_fix() -> None:
-    from apps.flask_app import behind_proxy
+    from flask_app import behind_proxy
 
     with in_process(behind_proxy) as port:
         url = f"http://127.0.0.1:{port}"

@@ -1,17 +1,16 @@
-"""A Flask application served by txgreen (the routes are listed in :mod:`apps`).
+"""A Flask application served by txgreen (the routes are listed in :mod:`app_logic`).
 
-Serve it with ``python -m txgreen serve --chdir tests/web apps.flask_app:app`` or with
-``gunicorn -k txgreen.web.gunicorn.GreenWorker --chdir tests/web apps.flask_app:app``.
+Serve it with ``python -m txgreen serve --chdir tests/web/apps flask_app:app`` or with
+``gunicorn -k txgreen.web.gunicorn.GreenWorker --chdir tests/web/apps flask_app:app``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import app_logic as work
 from flask import Flask, Response, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
-
-from apps import work
 
 app = Flask(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 SECRET_KEY = "txgreen-tests-only-not-a-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-ROOT_URLCONF = "apps.django_app.urls"
+ROOT_URLCONF = "django_app.urls"
 INSTALLED_APPS: list[str] = []
 # No CSRF middleware: the tests post forms and files as an API client would, without a token.
 MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from apps.django_app import views
+from django_app import views
 
 urlpatterns = [
     path("", views.home),

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import app_logic as work
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -14,8 +15,6 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
-
-from apps import work
 
 _View = Callable[..., HttpResponse]
 

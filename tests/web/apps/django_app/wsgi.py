@@ -6,6 +6,6 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apps.django_app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 
 application = get_wsgi_application()

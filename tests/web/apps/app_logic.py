@@ -1,8 +1,32 @@
-"""What the views of both applications do, framework aside: plain sync code in green threads.
+"""The views of the real applications (Flask, Django), framework aside: plain sync code.
+
+tests/web/apps holds a Flask application (:mod:`flask_app`, ``flask_app:app``) and a small
+Django project (:mod:`django_app`, ``django_app.wsgi:application``) that the serving tests
+(tests/web/test_real_apps.py, test_http2.py) run under each kind of txgreen server. Both answer
+the same routes the same way, their views built on this module:
+
+===================  ========================================================================
+``GET /``            a plain-text home page
+``GET /hello/NAME``  routing with a path parameter: ``hello, NAME``
+``GET /json``        a JSON document; ``POST /json`` echoes the JSON it gets, with a sum
+``POST /form``       a URL-encoded form: its fields as JSON
+``POST /upload``     a multipart upload (field ``file``): its name, size and SHA-256 as JSON
+``GET /stream``      a streamed body: ``n`` chunks from a generator, ``delay`` s apart (with
+                     ``fail_after=K`` the generator raises after K chunks)
+``GET /download``    ``size`` bytes, streamed in 64 KiB blocks (:class:`Progress` counts them)
+``GET /error``       the view raises: the framework's own 500 page
+``GET /wait``        waits ``seconds`` on a Twisted timer with ``txgreen.block_on``
+``GET /relay``       fetches ``path`` from this same server with Twisted's ``Agent``
+``GET /thread``      runs blocking code in a thread pool with ``txgreen.call_in_thread``
+``GET /client``      the client address and URL scheme the framework sees (proxy headers)
+===================  ========================================================================
 
 Each request runs in a green thread of its own (txgreen's WSGI container), so these functions
 may wait on Twisted (:func:`txgreen.block_on`) or on an OS thread
 (:func:`txgreen.call_in_thread`) and only their own request waits.
+
+The modules are top-level ones in tests/web/apps, like the gunicorn tests' apps there: a server
+in a subprocess gets ``--chdir tests/web/apps``, and the tests put that folder on ``sys.path``.
 """
 
 from __future__ import annotations
