@@ -5,50 +5,425 @@ headers, idle keep-alive connections, huge headers or bodies, too many requests 
 :class:`Limits` holds those bounds with defaults that are safe on the internet;
 :class:`GreenSite` enforces them and remembers its open connections, so a server can drain and
 close them on shutdown.
+
+How each limit is enforced (twisted.web's HTTP/1.1 parser does the parsing; a subclass of its
+``HTTPChannel`` adds the checks at the points where it already looks at each line):
+
+- ``idle_timeout`` is Twisted's own idle timeout (``HTTPFactory.timeOut``, twelve hours by
+  default): reset by every byte received, switched off while a request is being served.
+- ``header_timeout`` is a deadline that starts when a connection opens, or when the first
+  byte of the next request arrives on a kept-alive one; unlike the idle timeout, bytes that
+  trickle in do not push it back.  It ends when the blank line after the headers arrives.
+- ``max_header_line``, ``max_header_count``, ``max_header_size`` are checked as each line
+  arrives (so at most one line more than the limit is ever buffered); ``max_body_size`` is
+  checked against ``Content-Length`` before any of the body is read, and for a chunked body
+  as each chunk is decoded, before Twisted writes it to ``request.content``.
+- A refused request gets a short ``text/plain`` answer with ``Connection: close``; the server
+  then closes its side for writing and discards what the client still sends for at most
+  ``_LINGER`` seconds, so that a client busy sending a big body reads the answer instead of a
+  connection reset.
+- ``max_concurrency`` is enforced by the site, for every resource (a
+  :class:`~txgreen.web.WSGIResource` starts its green thread only once admitted): requests
+  beyond it wait in a FIFO queue of at most ``max_queued`` requests; beyond that they get 503.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import resource as _resource
+from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import alsoProvides  # type: ignore[import-untyped]
 
 __all__ = ["GreenSite", "Limits"]
+
+log = Logger(namespace="txgreen.web")
+
+_LINGER = 2.0
+"""Seconds a refused connection keeps reading (and discarding) after its answer was sent."""
+
+_REASONS = {
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
 
 
 @dataclass(frozen=True)
 class Limits:
     """The bounds a :class:`GreenSite` puts on each client; ``None`` switches one off.
 
-    (Enforced by GreenSite; the defaults are documented in docs/serving.md.)
+    The defaults are safe for a server facing the internet and generous for ordinary
+    browsers and API clients; docs/serving.md ("Limits and hostile clients") says what a
+    client gets beyond each limit and when to change it.  Invalid values raise ``ValueError``.
     """
 
     header_timeout: float | None = 10.0
-    """Seconds a connection has to send a request's complete headers (slowloris)."""
+    """Seconds a client has to send a request's line and headers, from the moment its
+    connection opens (or, on a kept-alive connection, from the first byte of the request);
+    beyond, 408 (or a plain close if it sent nothing).  Defeats slowloris."""
     idle_timeout: float | None = 60.0
-    """Seconds a keep-alive connection may sit idle between requests."""
+    """Seconds a connection may go without sending a byte while no request of it is being
+    served: a kept-alive connection between requests, or a stalled request body."""
     max_header_line: int = 8190
-    """Longest request line or header line, in bytes (431 beyond)."""
+    """Longest request line (414 beyond) or header line (431 beyond), in bytes, without the
+    line's CRLF."""
     max_header_count: int = 100
     """Most header lines in one request (431 beyond)."""
     max_header_size: int = 65536
-    """Most bytes of headers in one request (431 beyond)."""
+    """Most bytes in a request's line and headers together, CRLFs included (431 beyond)."""
     max_body_size: int | None = 100 * 1024 * 1024
-    """Largest request body, in bytes (413 beyond)."""
+    """Largest request body, in bytes (413 beyond): checked against ``Content-Length`` before
+    the body is read, and while a chunked body arrives."""
     max_concurrency: int | None = None
-    """Most requests served at once (see docs/serving.md for what happens beyond)."""
+    """Most requests served at once; more wait in a queue (see ``max_queued``)."""
+    max_queued: int = 1024
+    """With ``max_concurrency``: most requests waiting for their turn; beyond, 503."""
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"Limits.{name} must be a positive number of seconds or None")
+        for name in ("max_header_line", "max_header_count", "max_header_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be a positive number")
+        for name in ("max_body_size", "max_concurrency"):
+            value = getattr(self, name)
+            if value is not None and value < (0 if name == "max_body_size" else 1):
+                raise ValueError(f"Limits.{name} must be a positive number or None")
+        if self.max_queued < 0:
+            raise ValueError("Limits.max_queued must be 0 (no queue) or more")
+
+
+def _answer(code: int, detail: str) -> bytes:
+    body = f"{code} {_REASONS[code]}: {detail}\n".encode()
+    return (
+        f"HTTP/1.1 {code} {_REASONS[code]}\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+class _GreenChannel(HTTPChannel):
+    """Twisted's HTTP/1.1 channel with a header deadline and txgreen's size limits."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.limits = limits
+        # Twisted's own checks answer 400; ours (same bounds, checked first) answer 414/431.
+        self.MAX_LENGTH = limits.max_header_line
+        self.maxHeaders = limits.max_header_count
+        self.totalHeadersSize = limits.max_header_size
+        self._header_call: Any = None  # the header deadline's DelayedCall, while it runs
+        self._partial = False  # bytes of the next request have arrived
+        self._lines = 0  # lines of the current request's head received so far
+        self._head_bytes = 0  # their size, CRLFs included
+        self._body_bytes = 0  # body bytes decoded so far (chunked bodies)
+        self._refused = False  # answered with an error: the rest of the input is discarded
+        self._closing = False  # closed by a timeout or a refusal
+
+    def _peer(self) -> str:
+        transport: Any = self.transport
+        return str(transport.getPeer()) if transport is not None else "?"
+
+    # -- the header deadline --------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        self._start_header_deadline()
+
+    def _start_header_deadline(self) -> None:
+        timeout = self.limits.header_timeout
+        if timeout is not None and self._header_call is None and not self._refused:
+            self._header_call = self.callLater(timeout, self._headers_too_slow)  # type: ignore[no-untyped-call]
+
+    def _stop_header_deadline(self) -> None:
+        call, self._header_call = self._header_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _headers_too_slow(self) -> None:
+        self._header_call = None
+        if self._partial:
+            self._refuse(408, f"the request headers took over {self.limits.header_timeout} s")
+        else:
+            log.debug(
+                "Closing {peer}: no request within {timeout} s",
+                peer=self._peer(),
+                timeout=self.limits.header_timeout,
+            )
+            self._close()
+
+    def setTimeout(self, period: float | None) -> float | None:
+        # Twisted calls setTimeout(None) when it stops caring about this channel's input: a
+        # request starts being served, the connection is lost, or the connection switched to
+        # HTTP/2 (and this channel is dropped).  The header deadline ends then too.
+        if period is None:
+            self._stop_header_deadline()
+        return super().setTimeout(period)  # type: ignore[no-any-return,no-untyped-call]
+
+    def timeoutConnection(self) -> None:
+        # The idle timeout.  Twisted logs each at info level; an idle keep-alive connection
+        # timing out is routine, so debug level here.
+        log.debug(
+            "Closing {peer}: idle for {timeout} s",
+            peer=self._peer(),
+            timeout=self.timeOut,
+        )
+        self._close()
+
+    def _close(self) -> None:
+        """Close; abort if the client does not let the close finish (as Twisted does)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.setTimeout(None)  # the other timer must not fire too
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)  # type: ignore[no-untyped-call]
+        self.loseConnection()  # type: ignore[no-untyped-call]
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after an error answer: discard
+        if self.line_mode and not self._handlingRequest and data:
+            # Waiting for a request's head: these bytes start (or continue) one.
+            self._partial = True
+            self._start_header_deadline()
+        super().dataReceived(data)  # type: ignore[no-untyped-call]
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        self._lines += 1
+        self._head_bytes += len(line) + 2
+        if self._head_bytes > self.limits.max_header_size:
+            self._refuse(
+                431, f"the request line and headers exceed {self.limits.max_header_size} bytes"
+            )
+            return
+        super().lineReceived(line)  # type: ignore[no-untyped-call]
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return  # (a refused body; the transport is half-closed, so the parser goes on)
+        super().rawDataReceived(data)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._lines == 0:
+            self._refuse(414, f"the request line exceeds {self.limits.max_header_line} bytes")
+        else:
+            self._refuse(431, f"a header line exceeds {self.limits.max_header_line} bytes")
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._refused:
+            return False
+        if self._receivedHeaderCount >= self.limits.max_header_count:
+            self._refuse(431, f"more than {self.limits.max_header_count} header fields")
+            return False
+        return super().headerReceived(line)  # type: ignore[no-any-return,no-untyped-call]
+
+    def allHeadersReceived(self) -> None:
+        self._stop_header_deadline()
+        self._partial = False
+        self._lines = self._head_bytes = self._body_bytes = 0
+        limit = self.limits.max_body_size
+        if limit is not None:
+            if self.length is not None and self.length > limit:
+                # Before the body is read, and before "100 Continue" could invite it.
+                self._refuse(413, f"the request body exceeds {limit} bytes")
+                return
+            decoder: Any = self._transferDecoder
+            if decoder is not None and self.length is None:  # chunked: count as it comes
+                decoder.dataCallback = self._counting(decoder.dataCallback, limit)
+        super().allHeadersReceived()  # type: ignore[no-untyped-call]
+
+    def _counting(self, write: Callable[[bytes], None], limit: int) -> Callable[[bytes], None]:
+        def counted(data: bytes) -> None:
+            if self._refused:
+                return
+            self._body_bytes += len(data)
+            if self._body_bytes > limit:
+                self._refuse(413, f"the request body exceeds {limit} bytes")
+                return
+            write(data)
+
+        return counted
+
+    def allContentReceived(self) -> None:
+        if self._refused:
+            return  # the decoder finished a body that was refused on the way
+        super().allContentReceived()  # type: ignore[no-untyped-call]
+
+    # -- refusing -------------------------------------------------------------------------------
+
+    def _refuse(self, code: int, detail: str) -> None:
+        """Answer ``code`` and close; read and discard the client's input for a while first."""
+        if self._refused:
+            return
+        self._refused = True
+        self.setTimeout(None)
+        log.debug(
+            "Refusing {peer}: {code} {detail}",
+            peer=self._peer(),
+            code=code,
+            detail=detail,
+        )
+        transport: Any = self.transport
+        transport.write(_answer(code, detail))
+        lose_write = getattr(transport, "loseWriteConnection", None)
+        if lose_write is None or ISSLTransport.providedBy(transport):
+            # (A TLS transport's loseWriteConnection would be its TCP transport's: no TLS close.)
+            self._close()
+            return
+        network: Any = self._networkProducer
+        network.unregisterProducer()
+        # Half-close: the client reads our answer and EOF while we keep reading; closing at
+        # once with its unread bytes in our buffer would send a reset that can destroy the
+        # answer before the client reads it.
+        network.resumeProducing()
+        lose_write()
+        self._abortingCall = self.callLater(_LINGER, self._linger_over)  # type: ignore[no-untyped-call]
+
+    def _linger_over(self) -> None:
+        self._abortingCall = None
+        transport: Any = self.transport
+        transport.abortConnection()
+
+
+# -- max_concurrency ----------------------------------------------------------------------------
+
+
+class _Gate:
+    """Admission of requests to the resources: at most ``limit`` at once, a bounded queue."""
+
+    def __init__(self, limit: int, max_queued: int, reactor: Any) -> None:
+        self.limit = limit
+        self.max_queued = max_queued
+        self.reactor = reactor
+        self.running = 0
+        self.waiting: deque[tuple[Any, Resource]] = deque()
+
+    def admit(self, request: Any) -> bool:
+        """Take a place for ``request`` if there is one (True); else queue it or refuse it."""
+        if self.running < self.limit:
+            self._occupy(request)
+            return True
+        return False
+
+    def _occupy(self, request: Any) -> None:
+        self.running += 1
+        request.notifyFinish().addBoth(self._release)
+
+    def _release(self, _: object) -> None:
+        self.running -= 1
+        while self.waiting and self.running < self.limit:
+            request, resource = self.waiting.popleft()
+            if request.channel is None:
+                continue  # gone while waiting
+            self._occupy(request)
+            # Render from the reactor, not from whatever finished the previous request (maybe
+            # a green thread).
+            self.reactor.callLater(0, _render, request, resource)
+
+    def enqueue(self, request: Any, resource: Resource) -> bool:
+        if len(self.waiting) >= self.max_queued:
+            return False
+        entry = (request, resource)
+        self.waiting.append(entry)
+
+        def gone(_: object) -> None:
+            if entry in self.waiting:
+                self.waiting.remove(entry)
+
+        request.notifyFinish().addErrback(gone)
+        return True
+
+
+def _render(request: Any, resource: Resource) -> None:
+    if request.channel is None or request.finished:
+        return  # the client went away before its turn came
+    try:
+        request.render(resource)
+    except BaseException:
+        request.processingFailed(Failure())  # type: ignore[no-untyped-call]
+
+
+_BUSY = b"503 Service Unavailable: the server is at its limit of requests; try again shortly\n"
+
+
+class _Admission(Resource):
+    """Stands for the resource a request addressed, and admits the request through the gate."""
+
+    isLeaf = True
+
+    def __init__(self, gate: _Gate, resource: Resource) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.gate = gate
+        self.resource = resource
+        if _resource._IEncodingResource.providedBy(resource):
+            alsoProvides(self, _resource._IEncodingResource)
+
+    def getEncoder(self, request: Any) -> Any:
+        return self.resource.getEncoder(request)  # type: ignore[attr-defined]
+
+    def render(self, request: Any) -> Any:
+        if self.gate.admit(request):
+            return self.resource.render(request)  # type: ignore[no-untyped-call]
+        if self.gate.enqueue(request, self.resource):
+            return NOT_DONE_YET
+        log.debug("503 for {uri}: max_concurrency reached and the queue is full", uri=request.uri)
+        request.setResponseCode(503)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Retry-After", b"1")
+        return _BUSY
+
+
+# -- the site -----------------------------------------------------------------------------------
 
 
 class GreenSite(Site):
-    """A Site that remembers the transports of its open connections and enforces ``limits``."""
+    """A Site that enforces ``limits`` and remembers the transports of its open connections.
+
+    ``transports`` is the set of the transports of its open connections (a server closes them
+    on shutdown).  ``limits`` defaults to :class:`Limits()`; the site's idle timeout
+    (``timeOut``) is ``limits.idle_timeout``.
+    """
 
     def __init__(self, resource: Resource, reactor: Any, limits: Limits | None = None) -> None:
         super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]
         self.limits = limits if limits is not None else Limits()
+        self.timeOut = self.limits.idle_timeout
         self.transports: set[Any] = set()
+        self._gate = (
+            None
+            if self.limits.max_concurrency is None
+            else _Gate(self.limits.max_concurrency, self.limits.max_queued, self.reactor)
+        )
+
+    def protocol(self) -> Any:
+        """A new connection's protocol (``Factory.buildProtocol`` calls ``self.protocol()``)."""
+        return _GenericHTTPChannelProtocol(_GreenChannel(self.limits))
+
+    def getResourceFor(self, request: Any) -> Any:
+        """The resource ``request`` addresses, behind the ``max_concurrency`` gate if any."""
+        resource = super().getResourceFor(request)  # type: ignore[no-untyped-call]
+        if self._gate is None:
+            return resource
+        return _Admission(self._gate, resource)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
