@@ -1,6 +1,7 @@
 """A hello-world WSGI server (GreenSite + WSGIResource) for the hostile-client tests.
 
-Usage: hostile_server.py HEADER_TIMEOUT.  Prints ``port N`` once it listens, then serves until
+Usage: hostile_server.py HEADER_TIMEOUT, or hostile_server.py plain (twisted.web's own ``Site``
+with its defaults, for comparison).  Prints ``port N`` once it listens, then serves until
 killed.  Raises its soft limit of open files to what the slowloris test needs.
 """
 
@@ -11,6 +12,7 @@ import sys
 from typing import Any
 
 from twisted.internet.endpoints import serverFromString
+from twisted.web.server import Site
 
 import txgreen
 from txgreen.web import GreenSite, Limits, WSGIResource
@@ -31,8 +33,11 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (FILES_NEEDED, hard))
     from twisted.internet import reactor
 
-    limits = Limits(header_timeout=float(sys.argv[1]))
-    site = GreenSite(WSGIResource(app), reactor, limits)
+    site: Any
+    if sys.argv[1] == "plain":
+        site = Site(WSGIResource(app))  # type: ignore[no-untyped-call]
+    else:
+        site = GreenSite(WSGIResource(app), reactor, Limits(header_timeout=float(sys.argv[1])))
     endpoint: Any = serverFromString(reactor, "tcp:0:interface=127.0.0.1:backlog=1024")  # type: ignore[no-untyped-call]
     port = txgreen.block_on(endpoint.listen(site))
     print(f"port {port.getHost().port}", flush=True)

@@ -221,6 +221,17 @@ class _GreenChannel(HTTPChannel):
         if self._refused:
             return  # (a refused body; the transport is half-closed, so the parser goes on)
         super().rawDataReceived(data)
+        if (
+            self._handlingRequest
+            and self._waitingForTransport
+            and sum(map(len, self._dataBuffer)) > self._optimisticEagerReadSize
+        ):
+            # Twisted buffers what a client sends while a request is served, and stops reading
+            # beyond 16 KiB, except when the client is also not reading our answers (then it
+            # skips the pause: a client that pipelines requests and never reads could make us
+            # buffer without end).  Pause here too; requestDone or resumeProducing resumes.
+            network: Any = self._networkProducer
+            network.pauseProducing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         if self._lines == 0:
