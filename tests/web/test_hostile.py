@@ -77,12 +77,12 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(app: App, limits: Limits = FAST) -> Iterator[Served]:
+def serving(app: App, limits: Limits = FAST, listen: str = LOCAL) -> Iterator[Served]:
     """Serve ``app`` through a GreenSite with ``limits``; at the end, drop every connection."""
     reactor = _reactor()
     resource_ = WSGIResource(app)
     site = GreenSite(resource_, reactor, limits)
-    endpoint: Any = serverFromString(reactor, LOCAL)  # type: ignore[no-untyped-call]
+    endpoint: Any = serverFromString(reactor, listen)  # type: ignore[no-untyped-call]
     port = txgreen.block_on(endpoint.listen(site))
     try:
         yield Served(port.getHost().port, site, resource_)
@@ -355,8 +355,7 @@ def test_header_limits_answer_414_431_and_400_for_garbage() -> None:
         for request, code in cases.items():
             reply = exchange(served, request)
             assert status_of(reply) == code, (request[:40], reply)
-            if code != 400:  # (400 is Twisted's own bare answer)
-                assert b"\r\nConnection: close\r\n" in reply
+            assert b"\r\nConnection: close\r\n" in reply
         assert served.resource.threads.join(timeout=5)
     assert noise == []
 
@@ -422,6 +421,31 @@ def test_a_client_still_sending_a_big_body_reads_the_413() -> None:
                 reply = read_all(stream)
                 sender.join()
             assert status_of(reply) == 413, reply
+
+
+def test_over_tls_refusals_are_readable_and_slow_handshakes_are_cut(tmp_path: Path) -> None:
+    from test_stream_tls import make_certificate
+
+    cert = make_certificate(tmp_path)
+    listen = f"ssl:0:interface=127.0.0.1:privateKey={cert.key_file}:certKey={cert.cert_file}"
+    limits = Limits(header_timeout=0.5, idle_timeout=5, max_header_line=100)
+    with serving(hello, limits, listen) as served, noisy_log() as noise:
+        address = f"tls:host=localhost:port={served.port}:trustRoots={cert.trust_dir}"
+        for request, code in [
+            (b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 200),
+            (b"GET / HTTP/1.1\r\nHost: localhost\r\n", 408),
+            (b"GET / HTTP/1.1\r\nX: " + b"x" * 200 + b"\r\n\r\n", 431),
+        ]:
+            with txgreen.connect(address, timeout=5) as stream:
+                stream.write(request)
+                reply = read_all(stream)
+            assert status_of(reply) == code, reply
+        # A client that never starts the TLS handshake meets the header deadline too.
+        start = time.monotonic()
+        with txgreen.connect(served.endpoint, timeout=5) as stream:
+            assert read_all(stream) == b""
+        assert 0.4 < time.monotonic() - start < 4
+    assert noise == []
 
 
 # -- concurrency --------------------------------------------------------------------------------

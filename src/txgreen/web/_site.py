@@ -18,10 +18,10 @@ How each limit is enforced (twisted.web's HTTP/1.1 parser does the parsing; a su
   arrives (so at most one line more than the limit is ever buffered); ``max_body_size`` is
   checked against ``Content-Length`` before any of the body is read, and for a chunked body
   as each chunk is decoded, before Twisted writes it to ``request.content``.
-- A refused request gets a short ``text/plain`` answer with ``Connection: close``; the server
-  then closes its side for writing and discards what the client still sends for at most
-  ``_LINGER`` seconds, so that a client busy sending a big body reads the answer instead of a
-  connection reset.
+- A refused request (these limits, or a malformed request: 400) gets a short ``text/plain``
+  answer with ``Connection: close``; the server then closes its side for writing and discards
+  what the client still sends for at most ``_LINGER`` seconds, so that a client busy sending a
+  big body reads the answer instead of a connection reset.
 - ``max_concurrency`` is enforced by the site, for every resource (a
   :class:`~txgreen.web.WSGIResource` starts its green thread only once admitted): requests
   beyond it wait in a FIFO queue of at most ``max_queued`` requests; beyond that they get 503.
@@ -51,6 +51,7 @@ _LINGER = 2.0
 """Seconds a refused connection keeps reading (and discarding) after its answer was sent."""
 
 _REASONS = {
+    400: "Bad Request",
     408: "Request Timeout",
     413: "Content Too Large",
     414: "URI Too Long",
@@ -309,6 +310,11 @@ class _GreenChannel(HTTPChannel):
         lose_write()
         self._abortingCall = self.callLater(_LINGER, self._linger_over)  # type: ignore[no-untyped-call]
 
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's answer to a malformed request (a bare 400, then an immediate close): the
+        # same answer and close as the other refusals instead.
+        self._refuse(400, "the request is malformed")
+
     def _linger_over(self) -> None:
         self._abortingCall = None
         transport: Any = self.transport
@@ -437,6 +443,7 @@ class GreenSite(Site):
         return _Admission(self._gate, resource)
 
     def buildProtocol(self, addr: Any) -> Any:
+        """A new connection's protocol, whose transport joins ``transports`` while it is open."""
         protocol = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         if protocol is None:
             return None
