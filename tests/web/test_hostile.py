@@ -114,6 +114,14 @@ def exchange(served: Served, request: bytes) -> bytes:
         return read_all(stream)
 
 
+def until(condition: Callable[[], bool], seconds: float = 5) -> None:
+    """Wait until ``condition()`` holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        txgreen.sleep(0.01)
+
+
 def status_of(reply: bytes) -> int:
     match = re.match(rb"HTTP/1\.[01] (\d{3}) ", reply)
     assert match, reply[:200]
@@ -468,12 +476,14 @@ def test_max_concurrency_queues_then_answers_503() -> None:
 
     limits = Limits(max_concurrency=2, max_queued=2)
     with serving(app, limits) as served, noisy_log() as noise:
+        gate: Any = served.site._gate
         streams = []
         for n in range(5):
             stream = txgreen.connect(served.endpoint, timeout=5)
             stream.write(b"GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % n)
             streams.append(stream)
-            txgreen.sleep(0.05)  # in this order
+            if n < 4:  # in this order
+                until(lambda: gate.running + len(gate.waiting) == len(streams))
         # Two run, two wait, the fifth is refused at once.
         reply = read_all(streams[4])
         assert status_of(reply) == 503
@@ -481,7 +491,7 @@ def test_max_concurrency_queues_then_answers_503() -> None:
         assert running == ["/0", "/1"]
         # A waiting client that gives up is dropped from the queue.
         streams[2].abort()
-        txgreen.sleep(0.1)
+        until(lambda: len(gate.waiting) == 1)
         release.set()
         replies = [read_all(s) for s in (streams[0], streams[1], streams[3])]
         for s in streams:
@@ -489,7 +499,6 @@ def test_max_concurrency_queues_then_answers_503() -> None:
         assert [r.rsplit(b"\n", 1)[-1] for r in replies] == [b"/0", b"/1", b"/3"]
         assert served.resource.threads.join(timeout=5)
         assert most[0] == 2
-        gate: Any = served.site._gate
         assert gate.running == 0
         assert not gate.waiting
     assert noise == []
@@ -505,7 +514,8 @@ def test_max_concurrency_with_no_queue() -> None:
     with serving(app, Limits(max_concurrency=1, max_queued=0)) as served:
         first = txgreen.connect(served.endpoint, timeout=5)
         first.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        txgreen.sleep(0.05)
+        gate: Any = served.site._gate
+        until(lambda: gate.running == 1)
         assert status_of(exchange(served, b"GET / HTTP/1.0\r\n\r\n")) == 503
         release.set()
         assert status_of(read_all(first)) == 200
