@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, LogLevel
@@ -200,7 +200,7 @@ class Channel:
     def __init__(self, root: Resource, limits: Limits) -> None:
         self.clock = task.Clock()
         self.site = GreenSite(root, self.clock, limits)
-        self.protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))
+        self.protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1234))  # type: ignore[no-untyped-call]
         self.transport: Any = StringTransport()  # type: ignore[no-untyped-call]
         self.protocol.makeConnection(self.transport)
 
@@ -454,6 +454,87 @@ def test_over_tls_refusals_are_readable_and_slow_handshakes_are_cut(tmp_path: Pa
             assert read_all(stream) == b""
         assert 0.4 < time.monotonic() - start < 4
     assert noise == []
+
+
+def _h2_requests(port: int, cafile: str, pause: float) -> list[bytes]:
+    """Two HTTP/2 requests on one TLS connection, ``pause`` seconds apart; their bodies."""
+    import ssl
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    context = ssl.create_default_context(cafile=cafile)
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as sock,
+    ):
+        assert sock.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        bodies = []
+        for stream_id in (1, 3):
+            if stream_id == 3:
+                time.sleep(pause)
+            headers = [(":method", "GET"), (":path", "/"), (":scheme", "https")]
+            conn.send_headers(stream_id, [*headers, (":authority", "localhost")], end_stream=True)
+            sock.sendall(conn.data_to_send())
+            body, ended = b"", False
+            while not ended:
+                data = sock.recv(65536)
+                assert data, f"the server closed the connection during stream {stream_id}"
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.DataReceived):
+                        body += event.data
+                        conn.acknowledge_received_data(len(event.data), event.stream_id)
+                    ended = ended or isinstance(event, h2.events.StreamEnded)
+                sock.sendall(conn.data_to_send())
+            bodies.append(body)
+        return bodies
+
+
+def test_http2_connections_are_not_cut_by_the_header_deadline(tmp_path: Path) -> None:
+    # twisted.web hands a connection that negotiated h2 to its HTTP/2 implementation: the
+    # HTTP/1.1 header deadline must end then, while max_concurrency still applies.
+    try:
+        from twisted.web._http2 import H2Connection  # noqa: F401
+    except ImportError as e:
+        pytest.fail(f"HTTP/2 needs twisted's http2 extra: pip install 'twisted[http2]' ({e})")
+    from twisted.internet import ssl as tssl
+
+    from test_stream_tls import make_certificate
+
+    cert = make_certificate(tmp_path)
+    both: Any = tssl.PrivateCertificate.loadPEM(cert.cert_pem + cert.key_pem)  # type: ignore[no-untyped-call]
+    options = tssl.CertificateOptions(
+        privateKey=both.privateKey.original,
+        certificate=both.original,
+        acceptableProtocols=[b"h2", b"http/1.1"],
+    )
+
+    def protocol(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["SERVER_PROTOCOL"].encode()]
+
+    reactor = _reactor()
+    resource_ = WSGIResource(protocol)
+    limits = Limits(header_timeout=0.3, idle_timeout=5, max_concurrency=1)
+    site = GreenSite(resource_, reactor, limits)
+    endpoint: Any = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")  # type: ignore[no-untyped-call]
+    port: Any = txgreen.block_on(endpoint.listen(site))
+    try:
+        with noisy_log() as noise:
+            bodies = txgreen.call_in_thread(
+                _h2_requests, port.getHost().port, str(cert.trust_dir / "cert.pem"), 1.0
+            )
+        assert bodies == [b"HTTP/2", b"HTTP/2"]
+        assert noise == []
+    finally:
+        txgreen.block_on(port.stopListening())
+        assert resource_.threads.join(timeout=5)
+        until(lambda: not site.transports)
 
 
 # -- concurrency --------------------------------------------------------------------------------

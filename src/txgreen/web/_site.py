@@ -409,6 +409,27 @@ class _Admission(Resource):
         return _BUSY
 
 
+class _Connection(_GenericHTTPChannelProtocol):
+    """twisted.web's per-connection protocol (HTTP/1.1, or HTTP/2 once negotiated), which adds
+    its transport to the site's ``transports`` while the connection is open.
+
+    (Its IProtocol methods are proxies to the current channel, which changes when HTTP/2 is
+    negotiated: they are overridden here, on the class, not patched on the instance, where
+    they would land on the first channel.)
+    """
+
+    _transport: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self._transport = transport
+        self.factory.transports.add(transport)
+        super().makeConnection(transport)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.factory.transports.discard(self._transport)
+        super().connectionLost(reason)
+
+
 # -- the site -----------------------------------------------------------------------------------
 
 
@@ -433,7 +454,7 @@ class GreenSite(Site):
 
     def protocol(self) -> Any:
         """A new connection's protocol (``Factory.buildProtocol`` calls ``self.protocol()``)."""
-        return _GenericHTTPChannelProtocol(_GreenChannel(self.limits))
+        return _Connection(_GreenChannel(self.limits))
 
     def getResourceFor(self, request: Any) -> Any:
         """The resource ``request`` addresses, behind the ``max_concurrency`` gate if any."""
@@ -441,26 +462,3 @@ class GreenSite(Site):
         if self._gate is None:
             return resource
         return _Admission(self._gate, resource)
-
-    def buildProtocol(self, addr: Any) -> Any:
-        """A new connection's protocol, whose transport joins ``transports`` while it is open."""
-        protocol = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
-        if protocol is None:
-            return None
-        made, lost = protocol.makeConnection, protocol.connectionLost
-        transports = self.transports
-        mine: list[Any] = []
-
-        def make_connection(transport: Any) -> None:
-            mine.append(transport)
-            transports.add(transport)
-            made(transport)
-
-        def connection_lost(reason: Failure) -> None:
-            for transport in mine:
-                transports.discard(transport)
-            lost(reason)
-
-        protocol.makeConnection = make_connection
-        protocol.connectionLost = connection_lost
-        return protocol
