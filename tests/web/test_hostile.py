@@ -456,8 +456,16 @@ def test_over_tls_refusals_are_readable_and_slow_handshakes_are_cut(tmp_path: Pa
     assert noise == []
 
 
-def _h2_requests(port: int, cafile: str, pause: float) -> list[bytes]:
-    """Two HTTP/2 requests on one TLS connection, ``pause`` seconds apart; their bodies."""
+@dataclass
+class H2Request:
+    method: str = "GET"
+    body: bytes = b""
+    declare_length: bool = False
+    pause: float = 0.0  # seconds to wait before sending it
+
+
+def _h2_requests(port: int, cafile: str, requests: list[H2Request]) -> list[tuple[int, bytes]]:
+    """HTTP/2 requests, one after the other on one TLS connection; each (status, body)."""
     import ssl
 
     import h2.config
@@ -474,25 +482,39 @@ def _h2_requests(port: int, cafile: str, pause: float) -> list[bytes]:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
-        bodies = []
-        for stream_id in (1, 3):
-            if stream_id == 3:
-                time.sleep(pause)
-            headers = [(":method", "GET"), (":path", "/"), (":scheme", "https")]
-            conn.send_headers(stream_id, [*headers, (":authority", "localhost")], end_stream=True)
-            sock.sendall(conn.data_to_send())
-            body, ended = b"", False
+        answers = []
+        for n, request in enumerate(requests):
+            stream_id = 2 * n + 1
+            time.sleep(request.pause)
+            headers = [(":method", request.method), (":path", "/"), (":scheme", "https")]
+            headers.append((":authority", "localhost"))
+            if request.declare_length:
+                headers.append(("content-length", str(len(request.body))))
+            conn.send_headers(stream_id, headers, end_stream=not request.body)
+            to_send = request.body
+            status, body, ended = 0, b"", False
             while not ended:
+                if to_send:
+                    size = min(len(to_send), conn.local_flow_control_window(stream_id), 16384)
+                    if size:
+                        conn.send_data(stream_id, to_send[:size], end_stream=size == len(to_send))
+                        to_send = to_send[size:]
+                sock.sendall(conn.data_to_send())
+                if to_send and conn.local_flow_control_window(stream_id):
+                    continue
                 data = sock.recv(65536)
                 assert data, f"the server closed the connection during stream {stream_id}"
                 for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.DataReceived):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        status = int(dict(event.headers)[b":status"])
+                    elif isinstance(event, h2.events.DataReceived):
                         body += event.data
                         conn.acknowledge_received_data(len(event.data), event.stream_id)
-                    ended = ended or isinstance(event, h2.events.StreamEnded)
-                sock.sendall(conn.data_to_send())
-            bodies.append(body)
-        return bodies
+                    elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                        ended = ended or event.stream_id == stream_id
+            sock.sendall(conn.data_to_send())
+            answers.append((status, body))
+        return answers
 
 
 def test_http2_connections_are_not_cut_by_the_header_deadline(tmp_path: Path) -> None:
@@ -515,21 +537,34 @@ def test_http2_connections_are_not_cut_by_the_header_deadline(tmp_path: Path) ->
     )
 
     def protocol(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [environ["SERVER_PROTOCOL"].encode()]
+        return [b"%s %d" % (environ["SERVER_PROTOCOL"].encode(), len(body))]
 
     reactor = _reactor()
     resource_ = WSGIResource(protocol)
-    limits = Limits(header_timeout=0.3, idle_timeout=5, max_concurrency=1)
+    limits = Limits(header_timeout=0.3, idle_timeout=5, max_concurrency=1, max_body_size=70000)
     site = GreenSite(resource_, reactor, limits)
     endpoint: Any = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")  # type: ignore[no-untyped-call]
     port: Any = txgreen.block_on(endpoint.listen(site))
     try:
         with noisy_log() as noise:
-            bodies = txgreen.call_in_thread(
-                _h2_requests, port.getHost().port, str(cert.trust_dir / "cert.pem"), 1.0
+            answers = txgreen.call_in_thread(
+                _h2_requests,
+                port.getHost().port,
+                str(cert.trust_dir / "cert.pem"),
+                [
+                    H2Request(),
+                    H2Request(pause=1.0),  # longer than header_timeout: the connection stays
+                    H2Request("POST", b"a" * 70000),
+                    H2Request("POST", b"b" * 70001),  # too large, found as it arrives
+                    H2Request("POST", b"c" * 70001, declare_length=True),  # declared too large
+                    H2Request(),  # and the connection still serves
+                ],
             )
-        assert bodies == [b"HTTP/2", b"HTTP/2"]
+        assert [status for status, _ in answers] == [200, 200, 200, 413, 413, 200]
+        assert [body for _, body in answers][:3] == [b"HTTP/2 0", b"HTTP/2 0", b"HTTP/2 70000"]
+        assert answers[3][1] == b"413 Content Too Large: the request body exceeds 70000 bytes\n"
         assert noise == []
     finally:
         txgreen.block_on(port.stopListening())

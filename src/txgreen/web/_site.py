@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource as _resource
 from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import alsoProvides  # type: ignore[import-untyped]
 
 __all__ = ["GreenSite", "Limits"]
@@ -430,6 +430,54 @@ class _Connection(_GenericHTTPChannelProtocol):
         super().connectionLost(reason)
 
 
+class _Request(Request):
+    """twisted.web's ``Request``, which also enforces ``max_body_size`` as the body arrives.
+
+    Over HTTP/1.1 the channel refuses a body that is too large before it gets here; over HTTP/2
+    (where twisted.web hands each stream's data straight to the request) this is the check: the
+    body beyond the limit is discarded as it arrives, and the request is answered 413.
+    """
+
+    _body_limit: int | None = None
+    _body_seen = 0
+    _body_refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        limits = getattr(getattr(self.channel, "site", None), "limits", None)
+        self._body_limit = limits.max_body_size if isinstance(limits, Limits) else None
+        if self._body_limit is not None and length is not None and length > self._body_limit:
+            self._body_refused = True
+            length = 0  # (no temporary file for a body that is discarded)
+        super().gotLength(length)  # type: ignore[no-untyped-call]
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._body_refused:
+            return
+        limit = self._body_limit
+        if limit is not None:
+            self._body_seen += len(data)
+            if self._body_seen > limit:
+                self._body_refused = True
+                content: Any = self.content
+                content.seek(0)
+                content.truncate()
+                return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]
+
+    def process(self) -> None:
+        if not self._body_refused:
+            super().process()  # type: ignore[no-untyped-call]
+            return
+        channel: Any = self.channel
+        self.site = channel.site
+        body = f"413 {_REASONS[413]}: the request body exceeds {self._body_limit} bytes\n"
+        self.setResponseCode(413)
+        self.setHeader(b"Content-Type", b"text/plain; charset=utf-8")  # type: ignore[no-untyped-call]
+        self.setHeader(b"Content-Length", b"%d" % len(body))  # type: ignore[no-untyped-call]
+        self.write(body.encode())  # type: ignore[no-untyped-call]
+        self.finish()  # type: ignore[no-untyped-call]
+
+
 # -- the site -----------------------------------------------------------------------------------
 
 
@@ -451,6 +499,8 @@ class GreenSite(Site):
             if self.limits.max_concurrency is None
             else _Gate(self.limits.max_concurrency, self.limits.max_queued, self.reactor)
         )
+
+    requestFactory = _Request
 
     def protocol(self) -> Any:
         """A new connection's protocol (``Factory.buildProtocol`` calls ``self.protocol()``)."""
