@@ -22,6 +22,10 @@ How each limit is enforced (twisted.web's HTTP/1.1 parser does the parsing; a su
   answer with ``Connection: close``; the server then closes its side for writing and discards
   what the client still sends for at most ``_LINGER`` seconds, so that a client busy sending a
   big body reads the answer instead of a connection reset.
+- Over HTTP/2 (negotiated by ALPN, then served by twisted.web's ``H2Connection``) the header
+  deadline ends with the negotiation; ``idle_timeout`` is the HTTP/2 connection's idle
+  timeout, ``max_body_size`` is enforced by the site's request class (the excess is discarded
+  as it arrives, then 413), and the header limits are the h2 library's.
 - ``max_concurrency`` is enforced by the site, for every resource (a
   :class:`~txgreen.web.WSGIResource` starts its green thread only once admitted): requests
   beyond it wait in a FIFO queue of at most ``max_queued`` requests; beyond that they get 503.
