@@ -7,15 +7,17 @@ headers, idle keep-alive connections, huge headers or bodies, too many requests 
 close them on shutdown.
 
 How each limit is enforced (twisted.web's HTTP/1.1 parser does the parsing; a subclass of its
-``HTTPChannel`` adds the checks at the points where it already looks at each line):
+``HTTPChannel`` sets its bounds and adds the rest at the points where it already looks):
 
-- ``idle_timeout`` is Twisted's own idle timeout (``HTTPFactory.timeOut``, twelve hours by
-  default): reset by every byte received, switched off while a request is being served.
+- ``idle_timeout`` is Twisted's own idle timeout (``HTTPFactory.timeOut``, 60 s by default):
+  reset by every byte received, switched off while a request is being served.
 - ``header_timeout`` is a deadline that starts when a connection opens, or when the first
   byte of the next request arrives on a kept-alive one; unlike the idle timeout, bytes that
   trickle in do not push it back.  It ends when the blank line after the headers arrives.
-- ``max_header_line``, ``max_header_count``, ``max_header_size`` are checked as each line
-  arrives (so at most one line more than the limit is ever buffered); ``max_body_size`` is
+- ``max_header_line``, ``max_header_count``, ``max_header_size`` are Twisted's own checks
+  (``MAX_LENGTH``, ``maxHeaders``, ``totalHeadersSize``), made as each line arrives (so at
+  most one line more than the limit is ever buffered), answered 414/431 here instead of a bare
+  400 (``_respondToBadRequestAndDisconnect`` tells them apart); ``max_body_size`` is
   checked against ``Content-Length`` before any of the body is read, and for a chunked body
   as each chunk is decoded, before Twisted writes it to ``request.content``.
 - A refused request (these limits, or a malformed request: 400) gets a short ``text/plain``
@@ -86,7 +88,7 @@ class Limits:
     max_header_count: int = 100
     """Most header lines in one request (431 beyond)."""
     max_header_size: int = 65536
-    """Most bytes in a request's line and headers together, CRLFs included (431 beyond)."""
+    """Most bytes in a request's line and headers together, line ends not counted (431 beyond)."""
     max_body_size: int | None = 100 * 1024 * 1024
     """Largest request body, in bytes (413 beyond): checked against ``Content-Length`` before
     the body is read, and while a chunked body arrives."""
@@ -121,23 +123,37 @@ def _answer(code: int, detail: str) -> bytes:
     ).encode() + body
 
 
-class _GreenChannel(HTTPChannel):
-    """Twisted's HTTP/1.1 channel with a header deadline and txgreen's size limits."""
+def _discard(data: bytes) -> None:
+    pass
 
-    def __init__(self, limits: Limits) -> None:
+
+class _GreenChannel(HTTPChannel):
+    """Twisted's HTTP/1.1 channel with a header deadline and txgreen's size limits.
+
+    The size limits are Twisted's own checks (``MAX_LENGTH``, ``maxHeaders``,
+    ``totalHeadersSize``), set from the limits; their refusals come through
+    ``_respondToBadRequestAndDisconnect`` (or ``lineLengthExceeded``), where they become
+    414/431 instead of a bare 400.  So the parser's hot path carries no extra work for them.
+    """
+
+    def __init__(self, limits: Limits, reactor: Any) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.limits = limits
-        # Twisted's own checks answer 400; ours (same bounds, checked first) answer 414/431.
         self.MAX_LENGTH = limits.max_header_line
         self.maxHeaders = limits.max_header_count
         self.totalHeadersSize = limits.max_header_size
-        self._header_call: Any = None  # the header deadline's DelayedCall, while it runs
-        self._partial = False  # bytes of the next request have arrived
-        self._lines = 0  # lines of the current request's head received so far
-        self._head_bytes = 0  # their size, CRLFs included
+        self._now: Callable[[], float] = reactor.seconds
+        # The header deadline: the time the current request's head started (None: no head
+        # pending), and the DelayedCall that checks it.  Ending a deadline only clears the
+        # time; the call, when it fires, re-arms itself for the head pending then, if any.  So
+        # a kept-alive connection costs one DelayedCall per header_timeout, not per request.
+        self._head_since: float | None = None
+        self._header_call: Any = None
+        self._partial = False  # bytes of the pending head have arrived
         self._body_bytes = 0  # body bytes decoded so far (chunked bodies)
         self._refused = False  # answered with an error: the rest of the input is discarded
         self._closing = False  # closed by a timeout or a refusal
+        self._starting = False  # inside allContentReceived (a request starts being served)
 
     def _peer(self) -> str:
         transport: Any = self.transport
@@ -151,42 +167,49 @@ class _GreenChannel(HTTPChannel):
 
     def _start_header_deadline(self) -> None:
         timeout = self.limits.header_timeout
-        if timeout is not None and self._header_call is None and not self._refused:
-            self._header_call = self.callLater(timeout, self._headers_too_slow)  # type: ignore[no-untyped-call]
+        if timeout is None or self._refused:
+            return
+        self._head_since = self._now()
+        if self._header_call is None:
+            self._header_call = self.callLater(timeout, self._check_header_deadline)  # type: ignore[no-untyped-call]
 
-    def _stop_header_deadline(self) -> None:
+    def _cancel_header_deadline(self) -> None:
+        self._head_since = None
         call, self._header_call = self._header_call, None
         if call is not None and call.active():
             call.cancel()
 
-    def _headers_too_slow(self) -> None:
+    def _check_header_deadline(self) -> None:
         self._header_call = None
+        since, timeout = self._head_since, self.limits.header_timeout
+        if since is None or timeout is None:
+            return  # no head pending: dormant until the next one starts
+        left = since + timeout - self._now()
+        if left > 0:
+            self._header_call = self.callLater(left, self._check_header_deadline)  # type: ignore[no-untyped-call]
+            return
+        self._head_since = None
         if self._partial:
-            self._refuse(408, f"the request headers took over {self.limits.header_timeout} s")
+            self._refuse(408, f"the request headers took over {timeout} s")
         else:
             log.debug(
-                "Closing {peer}: no request within {timeout} s",
-                peer=self._peer(),
-                timeout=self.limits.header_timeout,
+                "Closing {peer}: no request within {timeout} s", peer=self._peer(), timeout=timeout
             )
             self._close()
 
     def setTimeout(self, period: float | None) -> float | None:
         # Twisted calls setTimeout(None) when it stops caring about this channel's input: a
-        # request starts being served, the connection is lost, or the connection switched to
-        # HTTP/2 (and this channel is dropped).  The header deadline ends then too.
-        if period is None:
-            self._stop_header_deadline()
+        # request starts being served (allContentReceived: the head is complete already), the
+        # connection is lost, or it switched to HTTP/2 (this channel is dropped): then the
+        # header deadline's call must go too.
+        if period is None and not self._starting:
+            self._cancel_header_deadline()
         return super().setTimeout(period)  # type: ignore[no-any-return,no-untyped-call]
 
     def timeoutConnection(self) -> None:
         # The idle timeout.  Twisted logs each at info level; an idle keep-alive connection
         # timing out is routine, so debug level here.
-        log.debug(
-            "Closing {peer}: idle for {timeout} s",
-            peer=self._peer(),
-            timeout=self.timeOut,
-        )
+        log.debug("Closing {peer}: idle for {timeout} s", peer=self._peer(), timeout=self.timeOut)
         self._close()
 
     def _close(self) -> None:
@@ -204,27 +227,15 @@ class _GreenChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return  # lingering after an error answer: discard
-        if self.line_mode and not self._handlingRequest and data:
-            # Waiting for a request's head: these bytes start (or continue) one.
+        if not self._partial and data and self.line_mode and not self._handlingRequest:
+            # The first bytes of a request's head (on a new connection, the deadline runs
+            # already; on a kept-alive one, it starts now).
             self._partial = True
-            self._start_header_deadline()
+            if self._head_since is None:
+                self._start_header_deadline()
         super().dataReceived(data)  # type: ignore[no-untyped-call]
 
-    def lineReceived(self, line: bytes) -> None:
-        if self._refused:
-            return
-        self._lines += 1
-        self._head_bytes += len(line) + 2
-        if self._head_bytes > self.limits.max_header_size:
-            self._refuse(
-                431, f"the request line and headers exceed {self.limits.max_header_size} bytes"
-            )
-            return
-        super().lineReceived(line)  # type: ignore[no-untyped-call]
-
     def rawDataReceived(self, data: bytes) -> None:
-        if self._refused:
-            return  # (a refused body; the transport is half-closed, so the parser goes on)
         super().rawDataReceived(data)
         if (
             self._handlingRequest
@@ -239,23 +250,28 @@ class _GreenChannel(HTTPChannel):
             network.pauseProducing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        if self._lines == 0:
+        if self._receivedHeaderSize == 0:
             self._refuse(414, f"the request line exceeds {self.limits.max_header_line} bytes")
         else:
             self._refuse(431, f"a header line exceeds {self.limits.max_header_line} bytes")
 
-    def headerReceived(self, line: bytes) -> bool:
-        if self._refused:
-            return False
-        if self._receivedHeaderCount >= self.limits.max_header_count:
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's answer to a request it cannot take (a bare 400, then an immediate close):
+        # 431 for the header limits, 400 for the rest, answered and closed like the others.
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            self._refuse(
+                431,
+                f"the request line and headers exceed {self.limits.max_header_size} bytes",
+            )
+        elif self._receivedHeaderCount > self.maxHeaders:
             self._refuse(431, f"more than {self.limits.max_header_count} header fields")
-            return False
-        return super().headerReceived(line)  # type: ignore[no-any-return,no-untyped-call]
+        else:
+            self._refuse(400, "the request is malformed")
 
     def allHeadersReceived(self) -> None:
-        self._stop_header_deadline()
+        self._head_since = None  # the deadline is met (its call stays, and goes dormant)
         self._partial = False
-        self._lines = self._head_bytes = self._body_bytes = 0
+        self._body_bytes = 0
         limit = self.limits.max_body_size
         if limit is not None:
             if self.length is not None and self.length > limit:
@@ -282,7 +298,11 @@ class _GreenChannel(HTTPChannel):
     def allContentReceived(self) -> None:
         if self._refused:
             return  # the decoder finished a body that was refused on the way
-        super().allContentReceived()  # type: ignore[no-untyped-call]
+        self._starting = True
+        try:
+            super().allContentReceived()  # type: ignore[no-untyped-call]
+        finally:
+            self._starting = False
 
     # -- refusing -------------------------------------------------------------------------------
 
@@ -291,6 +311,8 @@ class _GreenChannel(HTTPChannel):
         if self._refused:
             return
         self._refused = True
+        # The rest of what is buffered is not parsed (dataReceived drops what comes later).
+        self.lineReceived = self.rawDataReceived = _discard  # type: ignore[method-assign]
         self.setTimeout(None)
         log.debug(
             "Refusing {peer}: {code} {detail}",
@@ -313,11 +335,6 @@ class _GreenChannel(HTTPChannel):
         network.resumeProducing()
         lose_write()
         self._abortingCall = self.callLater(_LINGER, self._linger_over)  # type: ignore[no-untyped-call]
-
-    def _respondToBadRequestAndDisconnect(self) -> None:
-        # Twisted's answer to a malformed request (a bare 400, then an immediate close): the
-        # same answer and close as the other refusals instead.
-        self._refuse(400, "the request is malformed")
 
     def _linger_over(self) -> None:
         self._abortingCall = None
@@ -442,14 +459,12 @@ class _Request(Request):
     body beyond the limit is discarded as it arrives, and the request is answered 413.
     """
 
-    _body_limit: int | None = None
+    _body_limit = 0  # set by the subclass GreenSite makes for its max_body_size
     _body_seen = 0
     _body_refused = False
 
     def gotLength(self, length: int | None) -> None:
-        limits = getattr(getattr(self.channel, "site", None), "limits", None)
-        self._body_limit = limits.max_body_size if isinstance(limits, Limits) else None
-        if self._body_limit is not None and length is not None and length > self._body_limit:
+        if length is not None and length > self._body_limit:
             self._body_refused = True
             length = 0  # (no temporary file for a body that is discarded)
         super().gotLength(length)  # type: ignore[no-untyped-call]
@@ -457,15 +472,13 @@ class _Request(Request):
     def handleContentChunk(self, data: bytes) -> None:
         if self._body_refused:
             return
-        limit = self._body_limit
-        if limit is not None:
-            self._body_seen += len(data)
-            if self._body_seen > limit:
-                self._body_refused = True
-                content: Any = self.content
-                content.seek(0)
-                content.truncate()
-                return
+        self._body_seen += len(data)
+        if self._body_seen > self._body_limit:
+            self._body_refused = True
+            content: Any = self.content
+            content.seek(0)
+            content.truncate()
+            return
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
     def process(self) -> None:
@@ -480,6 +493,13 @@ class _Request(Request):
         self.setHeader(b"Content-Length", b"%d" % len(body))  # type: ignore[no-untyped-call]
         self.write(body.encode())  # type: ignore[no-untyped-call]
         self.finish()  # type: ignore[no-untyped-call]
+
+
+def _request_class(limit: int) -> type[Request]:
+    class _LimitedRequest(_Request):
+        _body_limit = limit
+
+    return _LimitedRequest
 
 
 # -- the site -----------------------------------------------------------------------------------
@@ -498,21 +518,20 @@ class GreenSite(Site):
         self.limits = limits if limits is not None else Limits()
         self.timeOut = self.limits.idle_timeout
         self.transports: set[Any] = set()
+        if self.limits.max_body_size is not None:
+            self.requestFactory = _request_class(self.limits.max_body_size)
         self._gate = (
             None
             if self.limits.max_concurrency is None
             else _Gate(self.limits.max_concurrency, self.limits.max_queued, self.reactor)
         )
 
-    requestFactory = _Request
-
     def protocol(self) -> Any:
         """A new connection's protocol (``Factory.buildProtocol`` calls ``self.protocol()``)."""
-        return _Connection(_GreenChannel(self.limits))
+        return _Connection(_GreenChannel(self.limits, self.reactor))
 
     def getResourceFor(self, request: Any) -> Any:
         """The resource ``request`` addresses, behind the ``max_concurrency`` gate if any."""
         resource = super().getResourceFor(request)  # type: ignore[no-untyped-call]
-        if self._gate is None:
-            return resource
-        return _Admission(self._gate, resource)
+        gate = self._gate
+        return resource if gate is None else _Admission(gate, resource)
