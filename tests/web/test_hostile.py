@@ -286,6 +286,26 @@ def test_the_next_request_on_a_kept_alive_connection_gets_its_own_deadline() -> 
     channel.close()
 
 
+def test_the_deadline_call_is_reused_across_requests_and_stays_exact() -> None:
+    root = Pending()
+    channel = Channel(root, SLOW)
+    for _ in range(100):  # many requests within one header_timeout: no DelayedCall each
+        channel.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        root.finish()
+        assert len(channel.clock.getDelayedCalls()) <= 2  # the idle timer, the deadline's
+    channel.sent()
+    channel.advance(4)
+    channel.send(b"GET /late HTTP/1.1\r\n")  # its deadline: 4 + 5 = 9 s
+    channel.advance(1)  # the first call fires at 5 s and re-arms for the head pending
+    assert not channel.closing
+    channel.advance(3.9)
+    assert not channel.closing
+    channel.advance(0.1)
+    assert channel.closing
+    assert channel.sent().startswith(b"HTTP/1.1 408 ")
+    channel.close()
+
+
 def test_a_stalled_request_body_meets_the_idle_timeout() -> None:
     root = Pending()
     channel = Channel(root, SLOW)
@@ -294,6 +314,7 @@ def test_a_stalled_request_body_meets_the_idle_timeout() -> None:
     assert not channel.closing
     channel.advance(0.1)
     assert channel.closing
+    assert channel.sent().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert root.requests == []
     channel.close()
 

@@ -208,7 +208,10 @@ class _GreenChannel(HTTPChannel):
 
     def timeoutConnection(self) -> None:
         # The idle timeout.  Twisted logs each at info level; an idle keep-alive connection
-        # timing out is routine, so debug level here.
+        # timing out is routine, so debug level here.  A request cut short is answered.
+        if self._partial or not (self.line_mode or self._handlingRequest):
+            self._refuse(408, f"the client sent nothing for {self.timeOut} s")
+            return
         log.debug("Closing {peer}: idle for {timeout} s", peer=self._peer(), timeout=self.timeOut)
         self._close()
 
