@@ -30,6 +30,7 @@ from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.error import ConnectionClosed
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, LogLevel
+from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -658,6 +659,32 @@ def test_max_concurrency_with_no_queue() -> None:
         assert status_of(read_all(first)) == 200
         first.close()
         assert status_of(exchange(served, b"GET / HTTP/1.0\r\n\r\n")) == 200
+
+
+def test_max_concurrency_with_other_resources_and_head_requests() -> None:
+    class GetOnly(Resource):
+        isLeaf = True
+
+        def render(self, request: Any) -> bytes:
+            if request.method != b"GET":
+                raise UnsupportedMethod([b"GET"])  # type: ignore[no-untyped-call]
+            return b"got\n"
+
+    reactor = _reactor()
+    site = GreenSite(GetOnly(), reactor, Limits(max_concurrency=1, max_queued=0))  # type: ignore[no-untyped-call]
+    endpoint: Any = serverFromString(reactor, LOCAL)  # type: ignore[no-untyped-call]
+    port = txgreen.block_on(endpoint.listen(site))
+    served = Served(port.getHost().port, site, WSGIResource(hello))
+    try:
+        # twisted.web renders a HEAD as a GET for this resource: the request is admitted once.
+        for method in (b"GET", b"HEAD", b"HEAD", b"GET"):
+            reply = exchange(served, method + b" / HTTP/1.0\r\n\r\n")
+            assert status_of(reply) == 200, reply
+        gate: Any = site._gate
+        assert gate.running == 0
+    finally:
+        txgreen.block_on(port.stopListening())
+        until(lambda: not site.transports)
 
 
 # -- slow applications, resets, clients that do not read ---------------------------------------

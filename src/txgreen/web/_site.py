@@ -367,6 +367,7 @@ class _Gate:
 
     def _occupy(self, request: Any) -> None:
         self.running += 1
+        request._green_admitted = True
         request.notifyFinish().addBoth(self._release)
 
     def _release(self, _: object) -> None:
@@ -422,6 +423,10 @@ class _Admission(Resource):
         return self.resource.getEncoder(request)  # type: ignore[attr-defined]
 
     def render(self, request: Any) -> Any:
+        if getattr(request, "_green_admitted", False):
+            # Rendered again (twisted.web answers HEAD with GET when a resource has no HEAD):
+            # it holds its place already.
+            return self.resource.render(request)  # type: ignore[no-untyped-call]
         if self.gate.admit(request):
             return self.resource.render(request)  # type: ignore[no-untyped-call]
         if self.gate.enqueue(request, self.resource):
