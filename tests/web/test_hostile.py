@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import random
 import re
 import resource
 import selectors
@@ -386,6 +387,42 @@ def test_header_limits_answer_414_431_and_400_for_garbage() -> None:
             reply = exchange(served, request)
             assert status_of(reply) == code, (request[:40], reply)
             assert b"\r\nConnection: close\r\n" in reply
+        assert served.resource.threads.join(timeout=5)
+    assert noise == []
+
+
+@pytest.mark.timeout(60)
+def test_random_garbage_and_mangled_requests_get_an_answer_and_no_traceback() -> None:
+    rng = random.Random(12)
+    valid = (
+        b"POST /path?q=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+        b"Transfer-Encoding: chunked\r\nCookie: a=b; c=d\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    inputs = []
+    for n in range(300):
+        if n % 3 == 0:  # random bytes, with line ends here and there
+            data = bytearray(rng.randbytes(rng.randrange(1, 3000)))
+            for _ in range(rng.randrange(4)):
+                at = rng.randrange(len(data))
+                data[at : at + 1] = b"\r\n"
+        else:  # a valid request with bytes changed, removed or repeated
+            data = bytearray(valid)
+            for _ in range(rng.randrange(1, 6)):
+                at = rng.randrange(len(data))
+                kind = rng.randrange(3)
+                if kind == 0:
+                    data[at] = rng.randrange(256)
+                elif kind == 1:
+                    del data[at : at + rng.randrange(1, 20)]
+                else:
+                    data[at:at] = data[at : at + rng.randrange(1, 200)] * rng.randrange(1, 50)
+        inputs.append(bytes(data))
+    limits = Limits(header_timeout=1, idle_timeout=1, max_header_line=1000, max_body_size=10000)
+    with serving(echo_length, limits) as served, noisy_log() as noise:
+        replies = txgreen.Group()
+        for request in inputs:
+            replies.spawn(exchange, served, request + b"\r\n" * rng.randrange(2))
+        assert replies.join(timeout=30)
         assert served.resource.threads.join(timeout=5)
     assert noise == []
 
