@@ -419,11 +419,16 @@ def test_random_garbage_and_mangled_requests_get_an_answer_and_no_traceback() ->
         inputs.append(bytes(data))
     limits = Limits(header_timeout=1, idle_timeout=1, max_header_line=1000, max_body_size=10000)
     with serving(echo_length, limits) as served, noisy_log() as noise:
-        replies = txgreen.Group()
-        for request in inputs:
-            replies.spawn(exchange, served, request + b"\r\n" * rng.randrange(2))
-        assert replies.join(timeout=30)
+        clients = txgreen.Group()
+        threads = [
+            clients.spawn(exchange, served, request + b"\r\n" * rng.randrange(2))
+            for request in inputs
+        ]
+        assert clients.join(timeout=30)
+        replies = [thread.get() for thread in threads]
         assert served.resource.threads.join(timeout=5)
+    codes = sorted({status_of(reply) for reply in replies})
+    assert set(codes) <= {200, 400, 408, 413, 414, 431}, codes
     assert noise == []
 
 
