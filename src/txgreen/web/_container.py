@@ -440,22 +440,26 @@ class _Response:
 
     def _send(self, data: bytes) -> None:
         """Send the headers if they have not gone out, then ``data``; wait while paused."""
-        if not self.headers_sent:
-            self._send_headers()
         if data:
             declared = self.declared_length
             if declared is not None and self.sent + len(data) > declared:
+                if not self.headers_sent:
+                    self._send_headers()
                 raise RuntimeError(
                     f"the application sent more than the {declared} bytes it declared in its "
                     "Content-Length header"
                 )
+            if not self.headers_sent:
+                self._send_headers(write=False)  # Twisted writes them with the data
             self.sent += len(data)
             self.request.write(data)
+        elif not self.headers_sent:
+            self._send_headers()
         if self._paused:
             self._wait_writable()  # the client reads slowly: wait until its buffer drains
 
-    def _send_headers(self) -> None:
-        """Hand the status and headers to the request (Twisted writes them with the body)."""
+    def _send_headers(self, write: bool = True) -> None:
+        """Hand the status and headers to the request; send them now if ``write``."""
         assert self.status is not None
         request: Any = self.request
         code, _, reason = self.status.partition(" ")
@@ -474,7 +478,8 @@ class _Response:
             # setRawHeaders replaces Twisted's own defaults (Server, Date) when the app sets them.
             set_raw(raw_name, values)
         self.headers_sent = True
-        request.write(b"")
+        if write:
+            request.write(b"")
 
     # -- the green thread -----------------------------------------------------------------------
 
