@@ -18,8 +18,8 @@ and counts answers per second.  Two loads:
    ceiling is 256 / 10 ms = 25,600 answers per second, if the CPU allows.  b., e. and f.,
    and g. gunicorn with two ``GreenWorker`` processes.
 
-The servers' CPU time per answer (from ``/proc``, the gunicorn master and its workers summed)
-is reported too: it says how far one core can go.
+No server writes an access log.  The servers' CPU time per answer (from ``/proc``, the
+gunicorn master and its workers summed) is reported too: it says how far one core can go.
 """
 
 from __future__ import annotations
@@ -113,6 +113,12 @@ def _announce(port: int) -> None:
     print(f"port {port}", flush=True)
 
 
+def _no_access_log(request: object) -> None:
+    """A twisted.web Site's ``log``: no access log, like the other servers here (eventlet's
+    ``log_output=False``, gunicorn's default), which would otherwise go through Twisted's
+    global log publisher for every request."""
+
+
 def serve_native(app: str) -> None:
     from twisted.internet import epollreactor
 
@@ -135,6 +141,7 @@ def serve_native(app: str) -> None:
             return BODY
 
     site: Any = Site(Hello())  # type: ignore[no-untyped-call]
+    site.log = _no_access_log
     port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
     _announce(port.getHost().port)
     reactor.run()
@@ -149,6 +156,7 @@ def serve_txgreen(app: str) -> None:
     application = sleepy_txgreen if app == "sleep" else hello
 
     def listening(port: Any) -> None:
+        port.factory.log = _no_access_log  # (the port's factory is serve_wsgi's Site)
         _announce(port.getHost().port)
 
     def main() -> None:
@@ -182,6 +190,7 @@ def serve_threads(app: str) -> None:
     reactor: Any = _reactor
     resource = WSGIResource(reactor, reactor.getThreadPool(), hello)  # type: ignore[no-untyped-call]
     site: Any = Site(resource)  # type: ignore[no-untyped-call]
+    site.log = _no_access_log
     port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
     _announce(port.getHost().port)
     reactor.run()
