@@ -69,6 +69,7 @@ from txgreen._threads import (
 )
 from txgreen._timeout import Timeout
 from txgreen.errors import (
+    AppImportError,
     BlockingInHubError,
     ConcurrentWaitError,
     NotInReactorThreadError,
@@ -104,6 +105,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AppImportError",
     "AsyncResult",
     "BlockingInHubError",
     "BlockingReport",
