@@ -19,6 +19,7 @@ from txgreen.web._app import load_application
 from txgreen.web._config import ServeConfig
 from txgreen.web._container import WSGIResource
 from txgreen.web._server import AccessLog, ListenError, WSGIServer, common_log_line, serve_wsgi
+from txgreen.web._service import WSGIService
 from txgreen.web._site import GreenSite, Limits
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ServeConfig",
     "WSGIResource",
     "WSGIServer",
+    "WSGIService",
     "common_log_line",
     "load_application",
     "serve_wsgi",

@@ -290,6 +290,11 @@ class WSGIServer:
         """True once :meth:`stop` (or :meth:`close`) was called."""
         return self._stopping
 
+    @property
+    def stopped(self) -> bool:
+        """True once the server has stopped (every connection closed)."""
+        return self._stopped.is_set()
+
     def start(self) -> list[str]:
         """Listen on every endpoint; return their URLs (see :attr:`urls`).
 

@@ -38,9 +38,15 @@ class Registration:
         self.pass_on = pass_on
 
     def cancel(self) -> None:
-        """Forget this stop function (a later signal no longer runs it)."""
+        """Forget this stop function (a later signal no longer runs it).
+
+        With the last one gone, and no signal received yet, the handlers ours replaced are
+        put back.
+        """
         with contextlib.suppress(ValueError):
             _registered.remove(self)
+        if not _registered and _signalled is None:
+            _uninstall()
 
 
 _registered: list[Registration] = []
@@ -78,6 +84,15 @@ def _install() -> None:
         if getattr(current, "__self__", None) in ours:
             _previous[signum] = current
             signal.signal(signum, _handle)
+
+
+def _uninstall() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in list(_previous.items()):
+        if signal.getsignal(signum) == _handle:
+            signal.signal(signum, previous)
+        del _previous[signum]
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
