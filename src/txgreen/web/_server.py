@@ -270,6 +270,7 @@ class WSGIServer:
         self._closers: list[PortCloser] = []
         self._started = False
         self._stopping = False
+        self._deadline = 0.0
         self._stopped = Event()
 
     def __repr__(self) -> str:
@@ -352,25 +353,29 @@ class WSGIServer:
 
         ``timeout`` (default :attr:`graceful_timeout`) is how long the requests get.  Idle
         keep-alive connections are closed at once; a busy one closes after its response.
-        Returns once every connection is closed.  A second call waits for the first.
+        Returns once every connection is closed.  A call while a stop is under way waits for
+        it, and can only shorten it (``close()`` during a graceful stop aborts at once).
         Once the reactor is shutting down (requests are being killed anyway), it only aborts.
         """
+        grace = self.graceful_timeout if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + grace
         if self._stopping:
+            # A stop is under way: it ends by the earlier of the two deadlines.
+            self._deadline = min(self._deadline, deadline)
             with contextlib.suppress(ReactorStopped):
                 self._stopped.wait()
             return
         self._stopping = True
-        grace = self.graceful_timeout if timeout is None else max(0.0, timeout)
+        self._deadline = deadline
         try:
             if get_hub().state == STOPPED:
                 self._abort(wait=False)
                 return
-            deadline = time.monotonic() + grace
             site = self.site
             site.draining = True
             self._close_ports()
             while site.close_idle() or len(self.resource.threads):
-                left = deadline - time.monotonic()
+                left = self._deadline - time.monotonic()
                 if left <= 0:
                     break
                 if len(self.resource.threads):
