@@ -171,3 +171,27 @@ def test_wsgi_service_with_a_bad_spec_fails_its_start_deferred(
         txgreen.block_on(svc.when_started())
     assert stops == [True]  # under twist, the process ends
     txgreen.block_on(svc.stopService())
+
+
+def test_wsgi_service_stop_drains_the_requests_in_flight() -> None:
+    started, release = txgreen.Event(), txgreen.Event()
+
+    def slow(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        started.set()
+        release.wait()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"drained"]
+
+    svc = WSGIService(slow, listen=[LOCAL], access_log=None, graceful_timeout=10)
+    svc.startService()
+    (url,) = txgreen.block_on(svc.when_started())
+    reply = txgreen.spawn(txgreen.call_in_thread, get, url)
+    assert started.wait(timeout=5)
+    stopped = svc.stopService()
+    txgreen.sleep(0.1)
+    assert not stopped.called  # waits for the request
+    release.set()
+    assert reply.get(timeout=10) == (200, b"drained")
+    txgreen.block_on(stopped, timeout=10)
+    assert svc.server is not None
+    assert svc.server.stopped
