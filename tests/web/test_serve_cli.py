@@ -313,6 +313,15 @@ def test_a_port_taken_or_a_bad_endpoint_is_one_clear_line(app_dir: Path) -> None
     assert "tcp:8000:interface=127.0.0.1" in done.stderr  # how it should look
 
 
+def test_an_access_log_that_cannot_be_opened(app_dir: Path) -> None:
+    log = str(app_dir / "no" / "such" / "access.log")
+    done = serve_cli("hello:app", "--listen", LOCAL, "--access-log", log, cwd=app_dir)
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"txgreen serve: cannot open the access log {log!r}: No such file or directory\n"
+    )
+
+
 def test_usage_errors_exit_2(app_dir: Path) -> None:
     for args in (
         [],

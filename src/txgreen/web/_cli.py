@@ -227,6 +227,9 @@ def serve(config: ServeConfig) -> int:
         except ListenError as e:
             _say(str(e))
             return 1
+        except OSError as e:  # the access log file
+            _say(f"cannot open the access log {config.access_log!r}: {e.strerror or e}")
+            return 1
         for url in urls:
             _say(f"listening on {url}")
 
