@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest reactors bench bench-smoke docs clean services
+.PHONY: demo test lint typecheck pytest reactors bench bench-smoke docs clean services package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ services:
 			"macOS: brew install redis libpq): the tests that need it fail until then"; \
 	fi
 
-demo: $(STAMP)
+# The demo needs txgreen and its two dependencies only (not the test, benchmark or docs tools).
+DEMO_STAMP := $(VENV)/.installed-demo
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 lint: $(STAMP)
@@ -67,7 +74,12 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_requests.py --smoke
 	$(BIN)/python benchmarks/bench_redis.py --smoke
 
-test: lint typecheck docs pytest reactors bench-smoke
+# The package as users get it: sdist and wheel built, the wheel installed without extras into
+# fresh environments (every CPython >= 3.10 found, and the lowest pinned versions), a program run.
+package: $(STAMP)
+	$(BIN)/python .ci/check_package.py
+
+test: lint typecheck docs package pytest reactors bench-smoke
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py

@@ -1,39 +1,34 @@
-"""txgreen demo: sync-style clients, each a green thread, talking to a Twisted server at once.
+"""txgreen demo: sync-style code, each piece a green thread, all on Twisted's reactor at once.
 
-The server is plain Twisted: a ``LineReceiver`` that answers every line upper-cased, but only
-after REPLY_DELAY seconds (a "slow request").  The clients are ordinary sequential functions:
-connect, ask, read the answer, ask again, close.  Each runs in its own green thread, and each
-blocking step is ``txgreen.block_on`` on a Deferred, so while one client waits for its answer the
-reactor serves the others.  Five clients making two slow requests each finish in about the time
-of two requests, not ten.
-
-txgreen has no stream API yet, so the bridge between the Twisted protocol and sync-style code is
-written out here: ``LineClient`` hands out one Deferred per request line, and ``Connection``
-wraps it in plain methods that block the calling green thread only.
+- The server is plain Twisted: a ``LineReceiver`` that answers each line upper-cased, but only
+  REPLY_DELAY seconds later (a "slow request").
+- Five clients are ordinary sequential functions written with txgreen's streams: connect, write
+  a line, ``readline()`` the answer, again, close.  Each runs in its own green thread; while one
+  waits for its answer, the reactor serves the others, so five clients making two slow requests
+  each finish in about the time of two requests, not ten.
+- One more green thread calls a Deferred-returning Twisted API (the reactor's resolver) with
+  ``txgreen.block_on``, another runs blocking code (a slow key derivation) in Twisted's thread
+  pool with ``txgreen.call_in_thread``, and an impatient client gives up on a slow answer with
+  ``txgreen.Timeout``.
+- A heartbeat ticks every 0.05 s throughout: nothing ever stalls the reactor.
 
 Run it with ``make demo`` (or ``.venv/bin/python examples/demo.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
-from collections import deque
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.base import DelayedCall
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
-from twisted.python.failure import Failure
 
 import txgreen
 
-# Twisted's zope interfaces need the mypy-zope plugin to type-check, so this example handles
-# the reactor, endpoints and transports as Any.
-reactor: Any = _reactor
+reactor: Any = _reactor  # Twisted's interfaces need the mypy-zope plugin to type-check
 
 CLIENTS = 5
 REQUESTS = 2  # per client, one after the other
@@ -47,140 +42,88 @@ def log(who: str, what: str) -> None:
     print(f"[{time.monotonic() - _START:6.3f}s] {who:<9} {what}", flush=True)
 
 
-# -- the server: plain Twisted, no green threads ---------------------------------------------
-
-
-class ServerStats:
-    def __init__(self) -> None:
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-
-class SlowUpperServer(LineReceiver):
-    """Answers each line upper-cased, REPLY_DELAY seconds after it arrives."""
+class SlowUpper(LineReceiver):
+    """The server, plain Twisted: each line answered upper-cased REPLY_DELAY seconds later."""
 
     delimiter = b"\n"
-
-    def __init__(self, stats: ServerStats) -> None:
-        self.stats = stats
-        self.timers: set[DelayedCall] = set()
+    in_flight = 0
+    most_in_flight = 0
 
     def lineReceived(self, line: bytes) -> None:
-        stats = self.stats
-        stats.in_flight += 1
-        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
-        timer: DelayedCall = reactor.callLater(REPLY_DELAY, self.answer, line)
-        self.timers.add(timer)
+        SlowUpper.in_flight += 1
+        SlowUpper.most_in_flight = max(SlowUpper.most_in_flight, SlowUpper.in_flight)
+        reactor.callLater(REPLY_DELAY, self.answer, line)
 
     def answer(self, line: bytes) -> None:
-        self.timers = {t for t in self.timers if t.active()}
-        self.stats.in_flight -= 1
-        self.sendLine(line.upper())  # type: ignore[no-untyped-call]
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for timer in self.timers:
-            if timer.active():
-                timer.cancel()
-        self.timers.clear()
-
-
-class SlowUpperFactory(Factory):
-    def __init__(self, stats: ServerStats) -> None:
-        self.stats = stats
-
-    def buildProtocol(self, addr: Any) -> SlowUpperServer:
-        return SlowUpperServer(self.stats)
-
-
-# -- the client side: a Deferred-per-line protocol, and the sync-style wrapper ---------------
-
-
-class LineClient(LineReceiver):
-    """Sends lines; each ``request`` returns a Deferred that fires with the answer line."""
-
-    delimiter = b"\n"
-
-    def __init__(self) -> None:
-        self.waiting: deque[Deferred[bytes]] = deque()
-        self.closed: Deferred[None] = Deferred()
-
-    def request(self, line: bytes) -> Deferred[bytes]:
-        d: Deferred[bytes] = Deferred()
-        self.waiting.append(d)
-        self.sendLine(line)  # type: ignore[no-untyped-call]
-        return d
-
-    def lineReceived(self, line: bytes) -> None:
-        self.waiting.popleft().callback(line)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        waiting, self.waiting = self.waiting, deque()
-        for d in waiting:
-            d.errback(reason)
-        self.closed.callback(None)
-
-
-class Connection:
-    """A blocking line connection for green threads (each call blocks its caller only)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        endpoint: Any = TCP4ClientEndpoint(reactor, host, port)
-        # connect() returns a Deferred that fires with the protocol once the connection is up.
-        self._protocol: LineClient = txgreen.block_on(
-            endpoint.connect(Factory.forProtocol(LineClient))
-        )
-
-    def ask(self, text: str) -> str:
-        answer: bytes = txgreen.block_on(self._protocol.request(text.encode()))
-        return answer.decode()
-
-    def close(self) -> None:
-        transport: Any = self._protocol.transport
-        transport.loseConnection()
-        txgreen.block_on(self._protocol.closed)
+        SlowUpper.in_flight -= 1
+        if self.transport is not None and self.connected:
+            self.sendLine(line.upper())  # type: ignore[no-untyped-call]
 
 
 def client(number: int, port: int) -> list[str]:
-    """One client: plain sequential code, no callbacks."""
+    """One client: plain sequential code on a txgreen stream, no callbacks."""
     who = f"client {number}"
-    conn = Connection(HOST, port)
     answers = []
-    for i in range(1, REQUESTS + 1):
-        question = f"request {i} from client {number}"
-        log(who, f"-> {question!r}")
-        answer = conn.ask(question)
-        log(who, f"<- {answer!r}")
-        answers.append(answer)
-    conn.close()
+    with txgreen.connect(f"tcp:{HOST}:{port}") as stream:
+        for i in range(1, REQUESTS + 1):
+            question = f"request {i} from client {number}"
+            log(who, f"-> {question!r}")
+            stream.write(question.encode() + b"\n")
+            answer = stream.readline().decode().rstrip("\n")
+            log(who, f"<- {answer!r}")
+            answers.append(answer)
     return answers
 
 
+def impatient(port: int) -> None:
+    """Gives up on a slow answer: every blocking call inside the block shares its deadline."""
+    with txgreen.connect(f"tcp:{HOST}:{port}") as stream:
+        try:
+            with txgreen.Timeout(0.1):
+                stream.write(b"are you there?\n")
+                stream.readline()
+        except txgreen.Timeout:
+            log("impatient", "gave up after 0.1s (Timeout)")
+
+
+def resolve() -> None:
+    """block_on: a Deferred-returning Twisted API, called as if it were a plain function."""
+    address = txgreen.block_on(reactor.resolve("localhost"))
+    log("resolver", f"localhost is {address} (block_on(reactor.resolve(...)))")
+
+
+def derive_key() -> None:
+    """call_in_thread: blocking code in Twisted's thread pool; only this green thread waits."""
+    key = txgreen.call_in_thread(hashlib.pbkdf2_hmac, "sha256", b"secret", b"salt", 200_000)
+    log("thread", f"derived a key in the thread pool: {key.hex()[:16]}... (call_in_thread)")
+
+
 def heartbeat(ticks: list[float]) -> None:
-    """A green thread that ticks every 0.05 s, to show the reactor never stalls."""
     while True:
         txgreen.sleep(0.05)
         ticks.append(time.monotonic())
 
 
 def main() -> int:
-    stats = ServerStats()
-    listening = reactor.listenTCP(0, SlowUpperFactory(stats), interface=HOST)
+    listening = reactor.listenTCP(0, Factory.forProtocol(SlowUpper), interface=HOST)
     port: int = listening.getHost().port
     log("server", f"listening on {HOST}:{port}; answers each line upper-cased {REPLY_DELAY}s later")
 
     ticks: list[float] = []
     beat = txgreen.spawn(heartbeat, ticks)
     started = time.monotonic()
-    threads = [txgreen.spawn(client, n, port) for n in range(1, CLIENTS + 1)]
-    results = [thread.get() for thread in threads]
+    helpers = [txgreen.spawn(resolve), txgreen.spawn(derive_key), txgreen.spawn(impatient, port)]
+    clients = [txgreen.spawn(client, n, port) for n in range(1, CLIENTS + 1)]
+    results = [thread.get() for thread in clients]
     elapsed = time.monotonic() - started
+    txgreen.joinall(helpers, raise_error=True)
     beat.kill()
     txgreen.block_on(listening.stopListening())
 
     for n, answers in enumerate(results, 1):
         expected = [f"REQUEST {i} FROM CLIENT {n}" for i in range(1, REQUESTS + 1)]
         if answers != expected:
-            raise AssertionError(f"client {n} got {answers!r}, expected {expected!r}")
+            raise RuntimeError(f"client {n} got {answers!r}, expected {expected!r}")
     serial = CLIENTS * REQUESTS * REPLY_DELAY
     log(
         "main",
@@ -189,7 +132,7 @@ def main() -> int:
     )
     log(
         "main",
-        f"the server had up to {stats.max_in_flight} requests in flight at once; "
+        f"the server had up to {SlowUpper.most_in_flight} requests in flight at once; "
         f"the heartbeat ticked {len(ticks)} times meanwhile",
     )
     return 0

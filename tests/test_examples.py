@@ -64,6 +64,18 @@ def test_demo_clients_run_concurrently() -> None:
             expected.append(f"<- 'REQUEST {i} FROM CLIENT {n}'")
         assert mine == expected
 
+    # The other green threads: block_on on a Twisted API, call_in_thread, a Timeout.
+    others = {who: what for _, who, what in events if who in ("resolver", "thread", "impatient")}
+    assert re.fullmatch(
+        r"localhost is \S+ \(block_on\(reactor\.resolve\(\.\.\.\)\)\)", others["resolver"]
+    )
+    assert re.fullmatch(
+        r"derived a key in the thread pool: [0-9a-f]{16}\.\.\. \(call_in_thread\)",
+        others["thread"],
+    )
+    assert others["impatient"] == "gave up after 0.1s (Timeout)"
+    assert len(events) == 1 + len(others) + CLIENTS * REQUESTS * 2 + 2
+
     summary = [what for _, who, what in events if who == "main"]
     assert len(summary) == 2
     m = re.fullmatch(
@@ -83,7 +95,7 @@ def test_demo_clients_run_concurrently() -> None:
         summary[1],
     )
     assert m is not None, summary[1]
-    assert 2 <= int(m[1]) <= CLIENTS
+    assert 2 <= int(m[1]) <= CLIENTS + 1  # the clients' and the impatient one's requests
     assert int(m[2]) >= 1
 
 

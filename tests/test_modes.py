@@ -33,6 +33,7 @@ PLAN = [
     *[("implicit_hub.py", r) for r in REACTORS],
     *[("run_main.py", r, "ok") for r in REACTORS],
     *[("run_main.py", r, "raise") for r in MAIN_LOOPS],
+    *[("run_main.py", r, "async") for r in MAIN_LOOPS],
     *[("classic_mode.py", r) for r in REACTORS],
 ]
 
@@ -136,6 +137,23 @@ def test_run_raises_main_exception(runs: dict[tuple[str, ...], Finished], reacto
     assert frames[-1] == ("run_main.py", "user_failing_main")
     assert '    raise ValueError(f"main failed with {a * scale}")\n' in r.stderr
     assert r.stderr.endswith("\nValueError: main failed with 42\n")
+
+
+@pytest.mark.parametrize("reactor", MAIN_LOOPS)
+def test_run_awaits_an_async_main(runs: dict[tuple[str, ...], Finished], reactor: str) -> None:
+    r = runs["run_main.py", reactor, "async"]
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == [
+        f"reactor: {REACTOR_CLASS[reactor]}",
+        "wrong: TypeError - txgreen.run() takes the function to run, not its result: write "
+        "txgreen.run(main), not txgreen.run(main()) (an async def function is fine)",
+        "wrong: TypeError - txgreen.run() takes a function to run in a green thread, not a "
+        "'int': txgreen.run(main, *args)",
+        # awaited with its arguments, while the reactor ran; then the reactor stopped
+        "trigger: before shutdown",
+        "trigger: after shutdown",
+        "run returned: (42, True)",
+    ]
 
 
 # -- classic mode ---------------------------------------------------------------------------------

@@ -375,7 +375,7 @@ def assert_deadline_failure(r: Run, name: str, deadline: float) -> None:
     failure = r.failure(name)
     # The reactor's deadline, not pytest-timeout's backstop...
     assert re.search(
-        rf"txgreen\.errors\.TestDeadlineExceeded: \S+::{name} ran past its {deadline:g} s "
+        rf"txgreen\.TestDeadlineExceeded: \S+::{name} ran past its {deadline:g} s "
         r"deadline \(pytest-timeout's 'timeout'\); the traceback shows where it was blocked$",
         failure,
     ), failure

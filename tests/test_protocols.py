@@ -176,7 +176,7 @@ def test_connect_protocol_timeout_cancels_the_attempt() -> None:
 
     start = time.monotonic()
     with pytest.raises(txgreen.Timeout, match=r"^timed out after 0\.05 seconds$"):
-        connect_protocol(NeverConnects(), Lines(), timeout=0.05)  # type: ignore[call-overload]
+        connect_protocol(NeverConnects(), Lines(), timeout=0.05)
     assert cancelled == [True]
     assert time.monotonic() - start < 2
 

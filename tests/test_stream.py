@@ -228,7 +228,7 @@ def test_connect_timeout_cancels_the_attempt() -> None:
             return Deferred(lambda d: cancelled.append(True))
 
     with pytest.raises(txgreen.Timeout):
-        connect(NeverConnects(), timeout=0.05)  # type: ignore[arg-type]
+        connect(NeverConnects(), timeout=0.05)
     assert cancelled == [True]
 
 

@@ -82,6 +82,7 @@ from txgreen.errors import (
 from txgreen.green._patch import patch, patched, unpatch
 
 if TYPE_CHECKING:
+    from txgreen._service import GreenService
     from txgreen.web import WSGIResource, serve_wsgi
 else:
     # ``txgreen.green`` is both the @green decorator and the green standard library package
@@ -89,8 +90,13 @@ else:
     # that importing one of its modules later (which sets the attribute) changes nothing.
     from txgreen import green
 
-# Imported on first use: the WSGI container pulls in twisted.web, which most programs never need.
-_LAZY = {"WSGIResource": "txgreen.web", "serve_wsgi": "txgreen.web"}
+# Imported on first use: the WSGI container pulls in twisted.web, GreenService
+# twisted.application, which most programs never need.
+_LAZY = {
+    "GreenService": "txgreen._service",
+    "WSGIResource": "txgreen.web",
+    "serve_wsgi": "txgreen.web",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -122,6 +128,7 @@ __all__ = [
     "Event",
     "Full",
     "GreenGenerator",
+    "GreenService",
     "GreenThread",
     "GreenletExit",
     "Group",
@@ -185,4 +192,31 @@ __all__ = [
     "watch_blocking_from_env",
 ]
 
-__version__ = "0.1.0"
+
+def _show_exceptions_as_public() -> None:
+    # Tracebacks and reprs name the public path: txgreen.StreamClosed, not
+    # txgreen._stream.StreamClosed (they pickle by that name too: it resolves).
+    for name in __all__:
+        obj = globals().get(name)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, BaseException | Warning)
+            and obj.__module__.startswith("txgreen")
+        ):
+            obj.__module__ = "txgreen"
+
+
+_show_exceptions_as_public()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("txgreen")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+        return "0+unknown"
+
+
+__version__ = _version()
+"""The installed version, from the package's metadata (``pyproject.toml``)."""

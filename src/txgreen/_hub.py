@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from greenlet import getcurrent
 from greenlet import greenlet as _greenlet
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import threadable
@@ -224,6 +225,9 @@ class Hub:
         self._dispatching = False
         self._thread_waiters: set[Callable[[], None]] = set()
         self._thread_waiters_lock = threading.Lock()
+        # Graceful stops (GreenService, servers): run first at shutdown, while green threads
+        # can still block; see add_graceful_stop.
+        self._graceful_stops: list[Callable[[], Any]] = []
         reactor.addSystemEventTrigger("before", "shutdown", self._on_shutdown)
         # Ctrl-C in a busy green thread, and a way out of a shutdown that waits for OS threads.
         self.signals = SignalGuard(self)
@@ -527,10 +531,36 @@ class Hub:
         with contextlib.suppress(ReactorNotRunning):
             self.reactor.stop()
 
-    def _on_shutdown(self) -> None:
-        """The reactor is stopping: wake every parked green thread with ReactorStopped."""
+    def add_graceful_stop(self, stop: Callable[[], Any]) -> None:
+        """Call ``stop()`` first when the reactor shuts down, while green threads can block.
+
+        The hub's shutdown ("before" shutdown: every parked green thread gets
+        ``ReactorStopped``) waits for the Deferreds the graceful stops return -- each must
+        bound its own wait -- so a service's green threads can clean up (blocking calls
+        included) before anything is stopped under them.  A stop that raises is logged.
+        """
+        self._graceful_stops.append(stop)
+
+    def remove_graceful_stop(self, stop: Callable[[], Any]) -> None:
+        """Forget a graceful stop (it was done another way); no error if it is unknown."""
+        with contextlib.suppress(ValueError):
+            self._graceful_stops.remove(stop)
+
+    def _on_shutdown(self) -> Deferred[None] | None:
+        """The reactor is stopping: wake every parked green thread with ReactorStopped.
+
+        Graceful stops run first (the reactor's shutdown waits for the Deferred returned here).
+        """
         if self.state == STOPPED:
-            return
+            return None
+        stops, self._graceful_stops = self._graceful_stops, []
+        if stops and self.state == RUNNING:
+            return self._stop_gracefully(stops)
+        self._stop_threads()
+        return None
+
+    def _stop_threads(self) -> None:
+        """Mark the hub stopped and wake every parked green thread with ReactorStopped."""
         self.state = STOPPED
         if self._drain_call is not None:
             if self._drain_call.active():
@@ -572,6 +602,25 @@ class Hub:
                 w.exc = ReactorStopped()
             for w in victims:
                 self.switch_to(w.greenlet, w)
+
+    def _stop_gracefully(self, stops: list[Callable[[], Any]]) -> Deferred[None]:
+        from twisted.internet.defer import DeferredList, maybeDeferred
+
+        done: Deferred[None] = Deferred()
+        started = [maybeDeferred(stop) for stop in reversed(stops)]  # the newest first
+        for d in started:
+            d.addErrback(lambda f: log.failure("txgreen: a graceful stop failed", f))
+
+        def then_stop(_: object) -> None:
+            # In the hub (a timer), whoever fired the last Deferred: only the hub may switch.
+            def finish() -> None:
+                self._on_shutdown()
+                done.callback(None)
+
+            self.reactor.callLater(0, finish)
+
+        DeferredList(started).addCallback(then_stop)
+        return done
 
     def add_thread_waiter(self, release: Callable[[], None]) -> bool:
         """Register an OS-thread waiter to release at shutdown; False if already stopped."""

@@ -22,14 +22,14 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import IProtocol, IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import IntNStringReceiver, LineReceiver
 from twisted.python.failure import Failure
 
 from txgreen._block import as_deferred, block_on, block_on_promptly
+from txgreen._endpoints import ClientAddress, client_endpoint
 from txgreen._event import park
 from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import TIMED_OUT, Waiter, get_hub
@@ -87,7 +87,7 @@ def _as_factory(what: Any) -> Any:
 
 @overload
 def connect_protocol(
-    endpoint: str | IStreamClientEndpoint,
+    endpoint: ClientAddress,
     factory_or_protocol: P,
     *,
     timeout: float | None = None,
@@ -95,7 +95,7 @@ def connect_protocol(
 ) -> P: ...
 @overload
 def connect_protocol(
-    endpoint: str | IStreamClientEndpoint,
+    endpoint: ClientAddress,
     factory_or_protocol: Callable[[], P],
     *,
     timeout: float | None = None,
@@ -103,7 +103,7 @@ def connect_protocol(
 ) -> P: ...
 @overload
 def connect_protocol(
-    endpoint: str | IStreamClientEndpoint,
+    endpoint: ClientAddress,
     factory_or_protocol: Factory,
     *,
     timeout: float | None = None,
@@ -118,18 +118,19 @@ def connect_protocol(
 ) -> Any:
     """Connect an ordinary Twisted protocol and return it once ``connectionMade`` has run.
 
-    ``endpoint`` is a client endpoint description (``"tcp:host=127.0.0.1:port=8080"``) or an
-    ``IStreamClientEndpoint``.  ``factory_or_protocol`` is a protocol factory (the protocol it
+    ``endpoint`` is a port on 127.0.0.1, a ``(host, port)`` tuple, a client endpoint
+    description (``"tcp:host=127.0.0.1:port=8080"``) or an ``IStreamClientEndpoint``.
+    ``factory_or_protocol`` is a protocol factory (the protocol it
     builds is returned), a protocol instance, or a zero-argument callable returning one (a
     protocol class).  Blocks the calling green thread until the protocol's ``connectionMade``
     has run; raises the connection error (Twisted's ``ConnectionRefusedError``, a DNS error,
     ...), or :class:`txgreen.Timeout` after ``timeout`` seconds, in which case the connection
     attempt is cancelled (as it is when the green thread is killed meanwhile).
     """
-    factory = _as_factory(factory_or_protocol)
     if reactor is None:
         reactor = get_hub().reactor
-    ep: Any = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
+    ep: Any = client_endpoint(reactor, endpoint, "connect_protocol()")
+    factory = _as_factory(factory_or_protocol)
     current_hub_and_greenlet("connect_protocol()")  # check before starting to connect
     # On a timeout or a kill block_on cancels the Deferred, which cancels the attempt.
     # (own_failure: the error raised here is never an object Twisted shares between

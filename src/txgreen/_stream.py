@@ -17,7 +17,8 @@ Back-pressure works both ways:
   transport tells it when its send buffer is full; ``write()`` then blocks until it has drained.
 
 :func:`listen` runs a handler per accepted connection in its own green thread; :func:`connect`
-opens a client connection.  Both accept Twisted endpoint description strings or endpoints.
+opens a client connection.  Both accept a port, a ``(host, port)`` tuple, a Twisted endpoint
+description string or an endpoint object (see :mod:`txgreen._endpoints`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as _greenlet
 from twisted.internet import abstract
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.error import (
     ConnectionAborted,
     ConnectionClosed,
@@ -47,8 +47,6 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IHandshakeListener,
     IPushProducer,
-    IStreamClientEndpoint,
-    IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -56,6 +54,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from txgreen._block import block_on
+from txgreen._endpoints import ClientAddress, ServerAddress, client_endpoint, server_endpoint
 from txgreen._event import Event, park
 from txgreen._greenthread import current_hub_and_greenlet
 from txgreen._hub import STOPPED, TIMED_OUT, Hub, Waiter, get_hub
@@ -1063,7 +1062,7 @@ def _reactor_of(reactor: Any) -> Any:
 
 
 def listen(
-    endpoint: str | IStreamServerEndpoint,
+    endpoint: ServerAddress,
     handler: Callable[[Stream], object],
     *,
     reactor: Any = None,
@@ -1072,14 +1071,15 @@ def listen(
 ) -> Listener:
     """Listen on ``endpoint`` and run ``handler(stream)`` for each connection in a green thread.
 
-    ``endpoint`` is an endpoint description (``"tcp:0:interface=127.0.0.1"``) or an
-    ``IStreamServerEndpoint``.  When the handler returns, the connection is closed; when it
-    raises, the connection is aborted and the error is logged: one line at info level for what
-    a peer causes (:class:`StreamClosed`, :class:`LineTooLong`, :class:`IncompleteReadError`,
-    Twisted's ``ConnectionLost``/``ConnectionDone``, ``ConnectionError``), with its traceback
-    at error level for anything else.  After the handler, its thread waits for the connection
-    to close, at most ``close_timeout`` seconds (then it aborts it).  Blocks until the port
-    listens (raising the error if it cannot).
+    ``endpoint`` is a port (``8080``: every interface), a ``(host, port)`` tuple, an endpoint
+    description (``"tcp:0:interface=127.0.0.1"``) or an ``IStreamServerEndpoint``; anything
+    else raises ``TypeError`` naming these forms.  When the handler returns, the connection
+    is closed; when it raises, the connection is aborted and the error is logged: one line at
+    info level for what a peer causes (:class:`StreamClosed`, :class:`LineTooLong`,
+    :class:`IncompleteReadError`, Twisted's ``ConnectionLost``/``ConnectionDone``,
+    ``ConnectionError``), with its traceback at error level for anything else.  After the
+    handler, its thread waits for the connection to close, at most ``close_timeout`` seconds
+    (then it aborts it).  Blocks until the port listens (raising the error if it cannot).
     When the reactor's shutdown starts, the port stops accepting at once.
 
     Over TLS the handler runs once the handshake has completed; a connection whose handshake
@@ -1087,7 +1087,7 @@ def listen(
     info level) without running the handler.
     """
     reactor = _reactor_of(reactor)
-    ep: Any = serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
+    ep: Any = server_endpoint(reactor, endpoint, "listen()")
     listener = Listener(handler, close_timeout, reactor, handshake_timeout)
     port = block_on(ep.listen(_ServerFactory(listener)))
     listener.listening_port = port
@@ -1097,7 +1097,7 @@ def listen(
 
 
 def serve(
-    endpoint: str | IStreamServerEndpoint,
+    endpoint: ServerAddress,
     handler: Callable[[Stream], object],
     *,
     reactor: Any = None,
@@ -1112,7 +1112,7 @@ def serve(
     running are killed.
     """
     listener = listen(
-        endpoint,
+        server_endpoint(_reactor_of(reactor), endpoint, "serve()"),
         handler,
         reactor=reactor,
         close_timeout=close_timeout,
@@ -1133,16 +1133,18 @@ def serve(
 
 
 def connect(
-    endpoint: str | IStreamClientEndpoint,
+    endpoint: ClientAddress,
     *,
     timeout: float | None = None,
     reactor: Any = None,
 ) -> Stream:
     """Connect to ``endpoint`` and return the :class:`Stream`.
 
-    ``endpoint`` is a client endpoint description (``"tcp:host=127.0.0.1:port=8080"``) or an
-    ``IStreamClientEndpoint``.  Raises the connection error (for example Twisted's
-    ``ConnectionRefusedError``), or :class:`txgreen.Timeout` after ``timeout`` seconds.
+    ``endpoint`` is a port on 127.0.0.1 (``8080``), a ``(host, port)`` tuple (the host may be
+    a name: IPv4 and IPv6 are tried, as ``HostnameEndpoint`` does), a client endpoint
+    description (``"tcp:host=127.0.0.1:port=8080"``) or an ``IStreamClientEndpoint``; anything
+    else raises ``TypeError`` naming these forms.  Raises the connection error (for example
+    Twisted's ``ConnectionRefusedError``), or :class:`txgreen.Timeout` after ``timeout`` seconds.
 
     Over TLS (``"tls:host=...:port=..."``) it returns once the handshake has completed and
     the server's certificate was accepted; a rejected certificate raises the TLS error
@@ -1150,7 +1152,7 @@ def connect(
     handshake too.
     """
     reactor = _reactor_of(reactor)
-    ep: Any = clientFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint  # type: ignore[no-untyped-call]
+    ep: Any = client_endpoint(reactor, endpoint, "connect()")
     factory = _ClientFactory()
     start = reactor.seconds()
     try:

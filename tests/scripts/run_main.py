@@ -1,10 +1,11 @@
-"""``txgreen.run(main, *args, **kwargs)``.  Usage: ``run_main.py REACTOR ok|raise``.
+"""``txgreen.run(main, *args, **kwargs)``.  Usage: ``run_main.py REACTOR ok|raise|async``.
 
 ``ok``: main gets its arguments, blocks, and its result comes back from ``run``; ``run`` called
 again inside main raises ReactorAlreadyRunning, and after it has returned raises
 ReactorStopped.  ``raise``: main's exception propagates out of ``run`` (the test checks the
-traceback on stderr).  In both modes the reactor is stopped when main ends, so the shutdown
-triggers print.
+traceback on stderr).  ``async``: an ``async def`` main is awaited, and passing its coroutine
+(or anything not callable) raises TypeError saying what to pass.  In every mode the reactor is
+stopped when main ends, so the shutdown triggers print.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def user_failing_main(a: int, *, scale: int) -> None:
     raise ValueError(f"main failed with {a * scale}")
 
 
+async def user_async_main(a: int, *, scale: int) -> tuple[int, bool]:
+    total = await task.deferLater(reactor, 0.01, lambda: a * scale)
+    return total, reactor.running
+
+
 if mode == "ok":
     result = txgreen.run(user_main, 6, scale=7)
     say("run returned:", repr(result), "| running:", reactor.running)
@@ -55,6 +61,14 @@ if mode == "ok":
         txgreen.run(nested_main)
     except txgreen.ReactorStopped as e:
         say("run again:", type(e).__name__, "-", e)
+elif mode == "async":
+    # Wrong first: the coroutine instead of the function, and something not callable at all.
+    for wrong in (user_async_main(1, scale=1), 42):
+        try:
+            txgreen.run(wrong)  # type: ignore[call-overload]
+        except TypeError as e:
+            say("wrong:", type(e).__name__, "-", e)
+    say("run returned:", repr(txgreen.run(user_async_main, 6, scale=7)))
 elif mode == "raise":
     txgreen.run(user_failing_main, 6, scale=7)
     say("not reached")
