@@ -5,8 +5,11 @@ The options fill a :class:`ServeConfig`.  With ``--workers N`` the gunicorn mast
 ``txgreen.patch()`` runs when asked, the application is imported in the main green thread and a
 :class:`WSGIServer` listens on every ``--listen`` endpoint.  One line per endpoint on stderr says
 where (``txgreen serve: listening on http://HOST:PORT``).  SIGTERM or Ctrl-C stops it
-gracefully; a second one exits at once.  An application that cannot be imported, or an endpoint
-that cannot be listened on, ends it with status 1 and one line saying why.
+gracefully: the server registers a graceful stop with txgreen's hub, which runs it first when
+the reactor begins to stop, before the green threads get ``ReactorStopped``; a second signal
+exits at once (txgreen's own rule, see ``txgreen._interrupt``).  An application that cannot be
+imported, or an endpoint that cannot be listened on, ends it with status 1 and one line saying
+why.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from txgreen.web._config import DEFAULT_LISTEN, ServeConfig
 from txgreen.web._site import Limits
@@ -25,6 +30,7 @@ __all__ = ["serve_command", "serve_config"]
 
 _REACTORS = ("default", "epoll", "poll", "select", "asyncio")
 _PREFIX = "txgreen serve"
+_SIGNALS: dict[int, str] = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
 def _positive_int(text: str) -> int:
@@ -202,9 +208,9 @@ def serve(config: ServeConfig) -> int:
     if not _install_reactor(config.reactor):
         return 2
     import txgreen
+    from txgreen._hub import get_hub
     from txgreen.errors import AppImportError
     from txgreen.web._server import ListenError, WSGIServer
-    from txgreen.web._signals import on_stop_signal, signal_name
 
     if config.patch:
         txgreen.patch()
@@ -233,18 +239,24 @@ def serve(config: ServeConfig) -> int:
         for url in urls:
             _say(f"listening on {url}")
 
-        def stop(signum: int) -> None:
-            _say(
-                f"{signal_name(signum)}: stopping; requests in flight get up to "
-                f"{config.graceful_timeout:g} s (Ctrl-C again exits at once)"
-            )
-            server.stop()
+        hub = get_hub()
 
-        registration = on_stop_signal(stop, pass_on=False)
+        def graceful() -> Any:
+            # The reactor is stopping (SIGTERM, Ctrl-C): the hub runs this first, while the
+            # requests in flight can still run, and wakes the green threads after it.
+            signalled = hub.signals.signalled
+            why = f"{_SIGNALS.get(signalled, 'a signal')}: " if signalled is not None else ""
+            _say(
+                f"{why}stopping; requests in flight get up to {config.graceful_timeout:g} s "
+                "(Ctrl-C again exits at once)"
+            )
+            return txgreen.defer_to_green(server.stop)
+
+        hub.add_graceful_stop(graceful)
         try:
             server.wait()
         finally:
-            registration.cancel()
+            hub.remove_graceful_stop(graceful)
             server.close()
         _say("stopped")
         return 0

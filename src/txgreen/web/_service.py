@@ -4,11 +4,11 @@ the options of the ``twist txgreen-web`` plugin (``src/twisted/plugins/txgreen_w
 Under ``twist`` and ``twistd`` the reactor runs the classic way (``reactor.run()`` in the main
 greenlet); txgreen's hub attaches to it the first time it is used from a reactor callback.  So
 the service starts its server from ``callWhenRunning``, in a green thread.  Its stop drains
-gracefully: on the first SIGTERM or Ctrl-C every ``WSGIService`` stops accepting and lets the
-requests in flight finish (within ``graceful_timeout``) before the reactor stops; a second
-signal exits at once.  ``stopService`` also drains when it is called while the reactor still
-runs (a service removed from its parent); during the reactor's shutdown (someone called
-``reactor.stop()``) the requests still running are aborted.
+gracefully: the service registers a graceful stop with the hub (``Hub.add_graceful_stop``, as
+``txgreen.GreenService`` does), which the hub runs first when the reactor begins to stop
+(SIGTERM, Ctrl-C, any ``reactor.stop()``), while the requests in flight can still run, before
+the green threads get ``ReactorStopped``.  A second signal exits at once.  ``stopService``
+drains too when it is called while the reactor runs (a service removed from its parent).
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ class WSGIService(service.Service):
         self.graceful_timeout = graceful_timeout
         self.chdir = chdir
         self.server: WSGIServer | None = None
-        self._registration: Any = None
         self._outcome: list[str] | Exception | None = None
         self._waiting: list[Deferred[list[str]]] = []
 
@@ -89,8 +88,9 @@ class WSGIService(service.Service):
     def startService(self) -> None:
         """Start the server in a green thread once the reactor runs."""
         super().startService()  # type: ignore[no-untyped-call]
-        from twisted.internet import reactor
-
+        # The hub now, so that its shutdown trigger comes before the one twistd and twist add
+        # for stopService: the graceful stop then runs before anything is stopped.
+        reactor = get_hub().reactor
         reactor.callWhenRunning(self._spawn)
 
     def _spawn(self) -> None:
@@ -99,8 +99,6 @@ class WSGIService(service.Service):
         spawn(self._serve)
 
     def _serve(self) -> None:
-        from txgreen.web._signals import on_stop_signal
-
         try:
             app = self.app
             if isinstance(app, str):
@@ -119,8 +117,16 @@ class WSGIService(service.Service):
             return
         for url in urls:
             log.info("txgreen web: listening on {url}", url=url)
-        self._registration = on_stop_signal(lambda signum: server.stop())
+        get_hub().add_graceful_stop(self._graceful_stop)
         self._settle(urls)
+
+    def _graceful_stop(self) -> Deferred[None]:
+        # Run by the hub first when the reactor shuts down (see the module's docstring).
+        from txgreen._greenthread import defer_to_green
+
+        assert self.server is not None  # registered once the server started
+        d: Deferred[None] = defer_to_green(self.server.stop)
+        return d
 
     def _fail(self, error: Exception) -> None:
         log.critical("txgreen web: {error}", error=error)
@@ -138,9 +144,7 @@ class WSGIService(service.Service):
     def stopService(self) -> Deferred[None]:
         """Drain gracefully (while the reactor runs); a Deferred that fires once stopped."""
         super().stopService()  # type: ignore[no-untyped-call]
-        if self._registration is not None:
-            self._registration.cancel()
-            self._registration = None
+        get_hub().remove_graceful_stop(self._graceful_stop)
         server = self.server
         if server is None or server.stopped:
             return succeed(None)
