@@ -195,3 +195,54 @@ def test_wsgi_service_stop_drains_the_requests_in_flight() -> None:
     txgreen.block_on(stopped, timeout=10)
     assert svc.server is not None
     assert svc.server.stopped
+
+
+STOP_FROM_CODE = """
+    import threading
+    import urllib.request
+
+    from twisted.internet import reactor
+
+    import txgreen
+    from txgreen.web import WSGIService
+
+    started = []
+
+
+    def app(environ, start_response):
+        started.append(True)
+        reactor.stop()  # as other code might, while this request is in flight
+        txgreen.sleep(0.5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"finished"]
+
+
+    svc = WSGIService(app, listen=["tcp:0:interface=127.0.0.1"], access_log=None)
+    svc.startService()
+    replies = []
+    threads = []
+
+
+    def client(urls):
+        fetch = lambda: replies.append(urllib.request.urlopen(urls[0], timeout=10).read())
+        threads.append(threading.Thread(target=fetch))
+        threads[0].start()
+
+
+    reactor.callWhenRunning(lambda: svc.when_started().addCallback(client))
+    reactor.run()
+    threads[0].join(timeout=10)
+    print(replies, svc.server.stopped)
+"""
+
+
+@pytest.mark.single_reactor
+@pytest.mark.timeout(90)
+def test_a_reactor_stop_from_code_drains_too(tmp_path: Path) -> None:
+    script = tmp_path / "stop_from_code.py"
+    script.write_text(textwrap.dedent(STOP_FROM_CODE))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[b'finished'] True\n", done.stderr
