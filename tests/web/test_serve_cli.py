@@ -27,13 +27,17 @@ pytestmark = PROGRAM_TEST_MARKS
 APP = """
     import json, os, sys, time
 
+    from twisted.internet import reactor
+
     import txgreen
 
 
     def app(environ, start_response):
         path = environ["PATH_INFO"]
         if path == "/slow":
-            print("slow: started", file=sys.stderr, flush=True)
+            # Said from the hub once this thread waits: a Ctrl-C that lands while a request's
+            # code runs interrupts that request (txgreen's rule), and the tests must not race.
+            reactor.callLater(0, print, "slow: started", file=sys.stderr, flush=True)
             txgreen.sleep(float(environ["QUERY_STRING"] or 1))
             print("slow: done", file=sys.stderr, flush=True)
         elif path == "/blocking":  # time.sleep: cooperative only under --patch
