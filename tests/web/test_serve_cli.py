@@ -46,6 +46,8 @@ APP = """
             body = json.dumps([start, time.monotonic()]).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        elif path == "/boom":
+            raise RuntimeError("the application failed")
         elif path == "/where":
             body = f"{os.getcwd()}|{environ['wsgi.url_scheme']}".encode()
             start_response("200 OK", [("Content-Type", "text/plain")])
@@ -120,6 +122,21 @@ def test_serves_and_logs_each_request_in_the_common_log_format(app_dir: Path) ->
     assert f"txgreen serve: listening on {url}\n" in stderr
     assert "txgreen serve: SIGTERM: stopping" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_applications_errors_are_logged_to_stderr(app_dir: Path) -> None:
+    process, url = start_serve(["hello:app", "--listen", LOCAL], cwd=app_dir)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        get(url + "/boom")
+    assert info.value.code == 500
+    info.value.close()
+    code, stdout, stderr = stop(process)
+    assert code == 0, stderr
+    assert '"GET /boom HTTP/1.1" 500 26' in stdout  # stdout: the access log only
+    assert "WSGI application failed on GET /boom; answering 500" in stderr
+    assert "RuntimeError: the application failed" in stderr
+    assert f'File "{app_dir / "hello.py"}"' in stderr  # the traceback
+    assert "Starting factory" not in stderr  # info lines are not shown
 
 
 def test_access_log_to_a_file_or_none_and_a_factory_in_another_directory(

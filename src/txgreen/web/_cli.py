@@ -21,7 +21,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from txgreen.web._config import DEFAULT_LISTEN, ServeConfig
 from txgreen.web._site import Limits
@@ -203,6 +203,27 @@ def _not_the_apps(filename: str) -> bool:
     )
 
 
+def _log_warnings_to_stderr() -> None:
+    """Twisted's log, warnings and errors only (an application's failures: the tracebacks of
+    its 500 answers, what it writes to ``wsgi.errors``), to stderr; stdout stays the access
+    log's."""
+    from twisted.logger import (
+        FilteringLogObserver,
+        ILogFilterPredicate,
+        ILogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    # (zope interfaces: mypy cannot see that these classes provide them)
+    predicate = cast(ILogFilterPredicate, LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn))
+    to_stderr = cast(ILogObserver, textFileLogObserver(sys.stderr))
+    observer = cast(ILogObserver, FilteringLogObserver(to_stderr, [predicate]))
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
 def serve(config: ServeConfig) -> int:
     """Serve ``config`` in this process until SIGTERM/Ctrl-C; the exit status."""
     if not _install_reactor(config.reactor):
@@ -214,6 +235,7 @@ def serve(config: ServeConfig) -> int:
 
     if config.patch:
         txgreen.patch()
+    _log_warnings_to_stderr()
 
     def main() -> int:
         try:
