@@ -172,6 +172,13 @@ def test_wsgi_service_with_a_bad_spec_fails_its_start_deferred(
     assert stops == [True]  # under twist, the process ends
     txgreen.block_on(svc.stopService())
 
+    svc = WSGIService(hello, listen=[LOCAL], access_log="/no/such/dir/access.log")
+    svc.startService()
+    with pytest.raises(FileNotFoundError):
+        txgreen.block_on(svc.when_started())
+    assert stops == [True, True]
+    txgreen.block_on(svc.stopService())
+
 
 def test_wsgi_service_stop_drains_the_requests_in_flight() -> None:
     started, release = txgreen.Event(), txgreen.Event()

@@ -42,7 +42,8 @@ class WSGIService(service.Service):
     starts (with ``chdir`` as ``load_application`` takes it).  ``listen``, ``limits``,
     ``access_log`` and ``graceful_timeout`` are :class:`WSGIServer`'s.  ``server`` is the
     running :class:`WSGIServer` (None before the start).  If the application cannot be
-    imported or an endpoint cannot be listened on, the error is logged and the reactor stopped.
+    imported, an endpoint cannot be listened on or the access log cannot be opened, the error
+    is logged and the reactor stopped.
     """
 
     def __init__(
@@ -99,6 +100,8 @@ class WSGIService(service.Service):
         spawn(self._serve)
 
     def _serve(self) -> None:
+        if not self.running:
+            return  # stopped before the reactor ran
         try:
             app = self.app
             if isinstance(app, str):
@@ -112,7 +115,7 @@ class WSGIService(service.Service):
             )
             self.server = server
             urls = server.start()
-        except (AppImportError, ListenError) as e:
+        except (AppImportError, ListenError, OSError) as e:  # OSError: the access log file
             self._fail(e)
             return
         for url in urls:
