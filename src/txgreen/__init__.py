@@ -70,6 +70,7 @@ from txgreen._threads import (
 )
 from txgreen._timeout import Timeout
 from txgreen.errors import (
+    AppImportError,
     BlockingInHubError,
     ConcurrentWaitError,
     NeverRanWarning,
@@ -112,6 +113,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AppImportError",
     "AsyncResult",
     "BlockingInHubError",
     "BlockingReport",
