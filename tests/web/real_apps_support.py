@@ -18,15 +18,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import os
-import queue
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +43,7 @@ for _folder in (APPS_DIR, WEB.parent / "green"):
     if str(_folder) not in sys.path:
         sys.path.append(str(_folder))
 from certs import Pki, make_pki  # noqa: E402
+from servers import output, start_process, start_serve, stop  # noqa: E402
 
 __all__ = ["Pki", "make_pki"]  # and the rest, for the tests of tests/web
 
@@ -56,12 +53,7 @@ __all__ = ["Pki", "make_pki"]  # and the rest, for the tests of tests/web
 # - "serve": `python -m txgreen serve` in a subprocess;
 # - "gunicorn": a gunicorn master with -k txgreen.web.gunicorn.GreenWorker in a subprocess
 #   (plain HTTP only: the worker does not terminate TLS, so test_http2.py leaves it out).
-KINDS = [
-    "in-process",
-    "gunicorn",
-    # Written at the same time on another branch: add it here once it has landed on main.
-    # "serve",
-]
+KINDS = ["in-process", "serve", "gunicorn"]
 
 # The applications, as a WSGI server names them (module:attribute, importable from tests/web).
 APPS = {
@@ -198,96 +190,23 @@ def curl(url: str, *args: str) -> CurlReply:
     return CurlReply(int(status), version.decode(), body)
 
 
-# -- servers in subprocesses ---------------------------------------------------------------------
+# -- servers in subprocesses (started with tests/web/servers.py's helpers) ---------------------
 
-STARTUP_TIMEOUT = 30.0  # seconds a server process may take to listen
-
-
-class ServerProcess:
-    """A server in a subprocess (its stderr read by a thread, kept in :attr:`lines`)."""
-
-    def __init__(self, command: list[str], ready: re.Pattern[str], cwd: Path) -> None:
-        self.command = command
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-        self._found: queue.Queue[str | None] = queue.Queue()
-        self._ready = ready
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            m = self._ready.search(line)
-            if m:
-                self._found.put(m[1])
-        self._found.put(None)  # the process closed its stderr: it has exited
-
-    def base_url(self) -> str:
-        """Wait until the server says where it listens; that URL (without a trailing /)."""
-        try:
-            url = self._found.get(timeout=STARTUP_TIMEOUT)
-        except queue.Empty:
-            url = None
-        if url is None:
-            self.stop()
-            raise AssertionError(
-                f"{self.command} did not say it listens within {STARTUP_TIMEOUT} s "
-                f"(exit status {self.process.returncode}); its stderr:\n{self.output}"
-            )
-        return url.rstrip("/")
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, wait (SIGKILL the whole session after ``timeout``); the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._reader.join(10)
-        return self.process.returncode
+GUNICORN_LISTENING = re.compile(r".*Listening at: (https?://\S+) \(\d+\)$")
 
 
 def start_txgreen_serve(
     app: str, *options: str, listen: str = "tcp:0:interface=127.0.0.1"
-) -> ServerProcess:
-    """``python -m txgreen serve --chdir tests/web/apps APP`` listening on ``listen``."""
-    command = [
-        sys.executable,
-        "-m",
-        "txgreen",
-        "serve",
-        "--chdir",
-        str(APPS_DIR),
-        "--listen",
-        listen,
-        *options,
-        APPS[app],
-    ]
-    return ServerProcess(
-        command, re.compile(r"txgreen serve: listening on (https?://\S+)"), APPS_DIR
-    )
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m txgreen serve --chdir tests/web/apps APP`` listening on ``listen``: the
+    process and its URL."""
+    args = ["--chdir", str(APPS_DIR), "--listen", listen, *options, APPS[app]]
+    return start_serve(args, cwd=APPS_DIR)
 
 
-def start_gunicorn(app: str, *options: str) -> ServerProcess:
-    """A gunicorn master with txgreen's GreenWorker (one worker) on a free port of 127.0.0.1."""
+def start_gunicorn(app: str, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """A gunicorn master with txgreen's GreenWorker (one worker) on a free port of 127.0.0.1:
+    the process and its URL."""
     command = [
         sys.executable,
         "-m",
@@ -303,7 +222,8 @@ def start_gunicorn(app: str, *options: str) -> ServerProcess:
         *options,
         APPS[app],
     ]
-    return ServerProcess(command, re.compile(r"Listening at: (https?://\S+)"), APPS_DIR)
+    process, found = start_process(command, pattern=GUNICORN_LISTENING, cwd=APPS_DIR)
+    return process, found[0]
 
 
 # -- one kind of server serving one app -------------------------------------------------------
@@ -321,7 +241,7 @@ class Target:
     kind: str
     app: str
     tls: Pki | None = None
-    process: ServerProcess | None = None
+    process: subprocess.Popen[str] | None = None
     url: str = ""
 
     @contextlib.contextmanager
@@ -338,9 +258,9 @@ class Target:
                 yield f"{scheme}://127.0.0.1:{port}"
             return
         yield self.url
-        assert self.process.process.poll() is None, (
-            f"the {self.kind} server exited ({self.process.process.returncode}):\n"
-            f"{self.process.output}"
+        assert self.process.poll() is None, (
+            f"the {self.kind} server exited ({self.process.returncode}); its stderr:\n"
+            f"{output(self.process)[1]}"
         )
 
 
@@ -352,12 +272,12 @@ def started(kind: str, app: str, tls: Pki | None = None) -> Iterator[Target]:
         return
     if kind == "serve":
         listen = "tcp:0:interface=127.0.0.1" if tls is None else tls_endpoint(tls)
-        process = start_txgreen_serve(app, listen=listen)
+        process, url = start_txgreen_serve(app, listen=listen)
     elif kind == "gunicorn" and tls is None:
-        process = start_gunicorn(app)
+        process, url = start_gunicorn(app)
     else:
         raise ValueError(f"no {kind!r} server{' over TLS' if tls else ''}")
     try:
-        yield Target(kind, app, tls, process, process.base_url())
+        yield Target(kind, app, tls, process, url.rstrip("/"))
     finally:
-        process.stop()
+        stop(process)
