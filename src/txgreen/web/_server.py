@@ -29,7 +29,6 @@ from typing import IO, Any
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.python.failure import Failure
 from twisted.web.http import Request
 
 from txgreen._block import block_on
@@ -149,68 +148,17 @@ class AccessLog:
 
 
 class _ServerSite(GreenSite):
-    """GreenSite plus the access log and the connections' protocols (to tell idle ones)."""
+    """GreenSite plus the access log, and whether the server is draining."""
 
     def __init__(self, resource: Any, reactor: Any, limits: Limits | None) -> None:
         super().__init__(resource, reactor, limits)
         self.access_log: AccessLog | None = None
-        self.protocols: dict[Any, None] = {}  # open connections' protocols, in accept order
         self.draining = False
 
     def log(self, request: Request) -> None:
         access_log = self.access_log
         if access_log is not None:
             access_log.log(request)
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
-        if protocol is None:
-            return None
-        made, lost = protocol.makeConnection, protocol.connectionLost
-        protocols = self.protocols
-
-        def make_connection(transport: Any) -> None:
-            protocols[protocol] = None
-            made(transport)
-
-        def connection_lost(reason: Failure) -> None:
-            protocols.pop(protocol, None)
-            lost(reason)
-
-        protocol.makeConnection = make_connection
-        protocol.connectionLost = connection_lost
-        return protocol
-
-    def close_idle(self) -> int:
-        """Close idle connections; mark busy ones to close after their response.  How many busy."""
-        busy = 0
-        for protocol in list(self.protocols):
-            channel = getattr(protocol, "_channel", protocol)
-            requests = getattr(channel, "requests", None)
-            if requests is None:  # HTTP/2: one connection, many streams
-                streams = getattr(channel, "streams", None)
-                requests = list(streams) if streams else []
-            transport = getattr(channel, "transport", None)
-            if transport is None:
-                continue
-            if not requests:
-                transport.loseConnection()
-                continue
-            busy += 1
-            if getattr(channel, "persistent", False):
-                channel.persistent = False
-                for request in requests:
-                    if not getattr(request, "startedWriting", True):
-                        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        return busy
-
-    def abort_all(self) -> None:
-        """Abort every open connection."""
-        for protocol in list(self.protocols):
-            channel = getattr(protocol, "_channel", protocol)
-            transport = getattr(channel, "transport", None)
-            if transport is not None:
-                transport.abortConnection()
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -406,7 +354,7 @@ class WSGIServer:
             with contextlib.suppress(ReactorStopped):
                 threads.kill(block=wait, timeout=_ABORT_WAIT if wait else None)
         site = self.site
-        for protocol in list(site.protocols):
+        for protocol in list(site.connections):
             channel = getattr(protocol, "_channel", protocol)
             transport = getattr(channel, "transport", None)
             if transport is None:
@@ -417,7 +365,7 @@ class WSGIServer:
                 transport.loseConnection()
         if wait:
             end = time.monotonic() + _ABORT_WAIT
-            while site.protocols and time.monotonic() < end:
+            while site.connections and time.monotonic() < end:
                 sleep(_DRAIN_POLL)
             site.abort_all()
 
