@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
+from txgreen._cancel import Cancelled, CancelScope, move_on_after
 from txgreen._channel import Channel, ChannelClosed
 from txgreen._event import AsyncResult, Event
 from txgreen._generator import GreenGenerator, generator
@@ -56,6 +57,7 @@ from txgreen._stream import (
     listen,
     serve,
 )
+from txgreen._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from txgreen._threads import (
     DaemonThreadPool,
     InReactorThreadError,
@@ -112,6 +114,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TASK_STATUS_IGNORED",
     "AsyncResult",
     "BlockingInHubError",
     "BlockingReport",
@@ -119,6 +122,8 @@ __all__ = [
     "BoundedSemaphore",
     "CallbackQueue",
     "CallbackQueueClosed",
+    "CancelScope",
+    "Cancelled",
     "Channel",
     "ChannelClosed",
     "ConcurrentReadError",
@@ -155,6 +160,8 @@ __all__ = [
     "StreamClosed",
     "StreamError",
     "StreamTimeout",
+    "TaskGroup",
+    "TaskStatus",
     "TestDeadlineExceeded",
     "ThreadPoolNotRunning",
     "ThreadQueue",
@@ -178,6 +185,7 @@ __all__ = [
     "joinall",
     "killall",
     "listen",
+    "move_on_after",
     "patch",
     "patched",
     "run",
