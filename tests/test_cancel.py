@@ -14,9 +14,10 @@ import pytest
 from greenlet import GreenletExit
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 
 import txgreen
-from txgreen import CancelScope, Cancelled, Timeout, block_on, sleep, spawn
+from txgreen import Cancelled, CancelScope, Timeout, block_on, sleep, spawn
 
 R: Any = reactor
 
@@ -60,7 +61,9 @@ def test_the_cancelled_wait_cancels_its_deferred() -> None:
         block_on(d)
     assert scope.cancelled_caught
     assert d.called
-    d.addErrback(lambda f: f.trap(CancelledError))
+    failures: list[Failure] = []
+    d.addErrback(failures.append)
+    assert isinstance(failures[0].value, CancelledError)
 
 
 def test_cancel_from_another_green_thread() -> None:
@@ -273,25 +276,23 @@ def test_plain_spawn_inside_a_scope_is_not_cancelled() -> None:
 def test_timeout_inside_a_cancel_scope() -> None:
     # The Timeout's deadline passes first: the Timeout propagates, the scope is not cancelled.
     with CancelScope(timeout=LONG) as scope:
-        with pytest.raises(Timeout):
-            with Timeout(SHORT):
-                sleep(LONG)
+        with pytest.raises(Timeout), Timeout(SHORT):
+            sleep(LONG)
         sleep(0)
     assert not scope.cancel_called
     # The scope is cancelled first: Cancelled goes through the Timeout block, which disarms.
-    with CancelScope() as scope:
-        with Timeout(LONG) as t:
-            R.callLater(SHORT, scope.cancel)
-            sleep(LONG)
+    with CancelScope() as scope, Timeout(LONG) as t:
+        R.callLater(SHORT, scope.cancel)
+        sleep(LONG)
     assert scope.cancelled_caught
     assert not t.pending
 
 
 def test_a_cancel_scope_inside_a_timeout() -> None:
-    with pytest.raises(Timeout) as info:
-        with Timeout(SHORT) as t:
-            with CancelScope(timeout=LONG) as scope:
-                block_on(never())
+    t = Timeout(SHORT)
+    scope = CancelScope(timeout=LONG)
+    with pytest.raises(Timeout) as info, t, scope:
+        block_on(never())
     assert info.value is t
     assert not scope.cancelled_caught
     assert not scope.cancel_called
@@ -369,7 +370,9 @@ def test_repr() -> None:
     scope = CancelScope(timeout=LONG, shield=True)
     assert "new" in repr(scope)
     with scope:
-        assert "entered" in repr(scope) and "shield" in repr(scope) and "deadline" in repr(scope)
+        assert "entered" in repr(scope)
+        assert "shield" in repr(scope)
+        assert "deadline" in repr(scope)
         scope.cancel()
         assert "cancelled" in repr(scope)
     assert repr(Cancelled()) != ""

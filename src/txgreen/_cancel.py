@@ -267,7 +267,14 @@ class CancelScope:
             return
         exc = Cancelled(self)
         self._sent[g] = exc
-        get_hub().interrupt(g, exc)
+        hub = get_hub()
+        waiter = hub.parked_waiter(g)
+        if waiter is not None and waiter.active:
+            # Never switch from here: every thread a cancel reaches has its wait completed
+            # before any of them runs (one of them could otherwise leave the scope first).
+            waiter.resume_later(None, exc)
+        else:
+            hub.interrupt(g, exc)  # not waiting: raised at its next blocking call
 
     def _recheck(self, g: _greenlet) -> None:
         """After ``g`` left a scope: deliver what a shield (or its entry) held back."""

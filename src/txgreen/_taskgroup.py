@@ -229,7 +229,10 @@ class TaskGroup:
 
     def _kind(self, e: BaseException) -> str:
         if isinstance(e, Cancelled) and e.scope is self._scope:
+            self._scope.cancelled_caught = True
             return _OWN
+        if e is getattr(self._owner, "_kill_exc", None):
+            return _CANCEL  # a kill of the owner, whatever the exception
         if isinstance(e, GreenletExit | ReactorStopped | KeyboardInterrupt | SystemExit):
             return _CANCEL
         if isinstance(e, Timeout) and e.expired:
@@ -255,6 +258,8 @@ class TaskGroup:
                 mine, rest = exc.split(
                     lambda e: isinstance(e, Cancelled) and e.scope is self._scope
                 )
+                if mine is not None:
+                    self._scope.cancelled_caught = True
                 if rest is None:
                     body = None
                 elif mine is not None:

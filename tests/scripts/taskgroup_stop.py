@@ -8,16 +8,17 @@ during its cleanup.  Prints what each thread saw and what the block raised.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor as _reactor
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.logger import ILogObserver, globalLogBeginner, textFileLogObserver
 
 import txgreen
 
 reactor: Any = _reactor
 mode = sys.argv[1]
-globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+observer = cast(ILogObserver, textFileLogObserver(sys.stdout))
+globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
 def say(*words: object) -> None:
