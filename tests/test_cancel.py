@@ -376,3 +376,23 @@ def test_repr() -> None:
         scope.cancel()
         assert "cancelled" in repr(scope)
     assert repr(Cancelled()) != ""
+
+
+def test_fail_after_raises_timeout_at_the_end_of_the_block() -> None:
+    seen: list[str] = []
+
+    def body() -> None:
+        with txgreen.fail_after(SHORT):
+            try:
+                sleep(LONG)
+            except Exception:  # the deadline is not an Exception inside the block
+                seen.append("Exception")
+            finally:
+                seen.append("cleanup")
+
+    with pytest.raises(Timeout):
+        body()
+    assert seen == ["cleanup"]
+    with txgreen.fail_after(LONG) as scope:
+        sleep(0)
+    assert not scope.cancel_called

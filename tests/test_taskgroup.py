@@ -531,3 +531,29 @@ def test_the_reactor_stops_inside_a_group(mode: str) -> None:
     assert "block raised ReactorStopped(" in out
     assert "ValueError: cleanup failed" in out  # logged: not lost
     assert "threads left 0" in out
+
+
+def test_a_silent_timeout_takes_only_itself_out_of_the_group() -> None:
+    def fails_when_cancelled() -> None:
+        try:
+            sleep(LONG)
+        finally:
+            raise Boom("cleanup")
+
+    def body() -> None:
+        with Timeout(SHORT, silent=True), TaskGroup() as tg:
+            tg.spawn(fails_when_cancelled)
+
+    raised = raised_by(ExceptionGroup, body)
+    assert [type(e) for e in raised.exceptions] == [Boom]
+
+
+def test_fail_after_around_a_group() -> None:
+    seen: list[str] = []
+
+    def body() -> None:
+        with txgreen.fail_after(SHORT), TaskGroup() as tg:
+            tg.spawn(wait_forever, seen)
+
+    raised_by(Timeout, body)
+    assert seen == ["child: Cancelled"]

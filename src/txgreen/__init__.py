@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
-from txgreen._cancel import Cancelled, CancelScope, move_on_after
+from txgreen._cancel import Cancelled, CancelScope, fail_after, move_on_after
 from txgreen._channel import Channel, ChannelClosed
 from txgreen._event import AsyncResult, Event
 from txgreen._generator import GreenGenerator, generator
@@ -179,6 +179,7 @@ __all__ = [
     "connect",
     "connect_protocol",
     "defer_to_green",
+    "fail_after",
     "generator",
     "get_hub",
     "green",

@@ -30,7 +30,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["CancelScope", "Cancelled", "move_on_after"]
+__all__ = ["CancelScope", "Cancelled", "fail_after", "move_on_after"]
 
 __tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
@@ -188,8 +188,10 @@ class CancelScope:
         if _innermost.get(owner) is not self:
             raise RuntimeError("cancel scopes must be left in the reverse order of entering")
         self._detach(owner)
-        # A Cancelled of ours that is still queued for this thread is dropped with the block.
+        # A Cancelled of ours that is still queued for this thread is dropped with the block
+        # (the task group threads it reached have all ended by now).
         pending = self._sent.pop(owner, None)
+        self._sent.clear()
         if pending is not None:
             get_hub().discard_pending(owner, pending)
         self._recheck(owner)
@@ -336,3 +338,33 @@ def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
     The block just ends when the time is up; ``scope.cancelled_caught`` tells whether it did.
     """
     return CancelScope(timeout=seconds, shield=shield)
+
+
+class _FailAfter(CancelScope):
+    def __init__(self, seconds: float, shield: bool) -> None:
+        super().__init__(timeout=seconds, shield=shield)
+        self._seconds = seconds
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        swallowed = super().__exit__(exc_type, exc, tb)
+        if self.cancelled_caught:
+            from txgreen._timeout import Timeout
+
+            raise Timeout(self._seconds)
+        return swallowed
+
+
+def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
+    """Like :func:`move_on_after`, but the block raises :class:`txgreen.Timeout` when the time
+    is up (after its blocking calls were cancelled and its task groups have ended).
+
+    Unlike ``with Timeout(seconds)``, which raises the Timeout at the blocking call itself, the
+    code inside sees ``Cancelled`` (so ``except Exception`` in it does not swallow the
+    deadline) and the Timeout appears at the end of the block.
+    """
+    return _FailAfter(seconds, shield)
