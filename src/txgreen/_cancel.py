@@ -289,14 +289,14 @@ class CancelScope:
                 return
             scope = scope._parent
 
-    def forget(self, g: _greenlet) -> None:
+    def _forget(self, g: _greenlet) -> None:
         """``g`` (a task group's thread) has ended: drop what this scope knows of it."""
         self._members.discard(g)
         self._sent.pop(g, None)
         if _innermost.get(g) is self:
             del _innermost[g]
 
-    def adopt(self, g: _greenlet) -> None:
+    def _adopt(self, g: _greenlet) -> None:
         """Make this scope the innermost of ``g``, a new task group thread; cancel it if the
         scope already is."""
         self._members.add(g)

@@ -189,13 +189,13 @@ class TaskGroup:
 
     def _add(self, gt: GreenThread[Any], status: TaskStatus | None) -> None:
         self._threads[gt] = status
-        self._scope.adopt(gt)
+        self._scope._adopt(gt)
         gt.link(self._on_done)
 
     def _on_done(self, gt: GreenThread[Any]) -> None:
         # In the hub, when a thread of the group ends.
         status = self._threads.pop(gt, None)
-        self._scope.forget(gt)
+        self._scope._forget(gt)
         if status is not None and not status._started and not status._given_up:
             # start() is waiting: it reports this end itself.
             status._ended = True
