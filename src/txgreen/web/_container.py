@@ -358,6 +358,8 @@ class _Response:
 
     def run(self) -> None:
         """Run the application and send its response (the body of the request's green thread)."""
+        if self.gone is not None:
+            return  # the client left before this green thread started: no application call
         environ: _Environ = {}
         result: Iterable[bytes] | None = None
         try:
