@@ -8,6 +8,7 @@ end, never two close real times.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,11 +19,20 @@ from twisted.python.failure import Failure
 
 import txgreen
 from txgreen import Cancelled, CancelScope, Timeout, block_on, sleep, spawn
+from txgreen._cancel import _innermost
 
 R: Any = reactor
 
 SHORT = 0.01
 LONG = 30.0
+
+
+@pytest.fixture(autouse=True)
+def no_scope_left_behind() -> Iterator[None]:
+    """Every test leaves the scopes' bookkeeping as it found it (nothing refers to a thread)."""
+    before = dict(_innermost)
+    yield
+    assert _innermost == before
 
 
 def never() -> Deferred[Any]:
@@ -395,4 +405,22 @@ def test_fail_after_raises_timeout_at_the_end_of_the_block() -> None:
     assert seen == ["cleanup"]
     with txgreen.fail_after(LONG) as scope:
         sleep(0)
+    assert not scope.cancel_called
+
+
+def test_cancel_from_another_os_thread_is_refused() -> None:
+    scope = CancelScope()
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            scope.cancel()
+        except BaseException as e:
+            errors.append(e)
+
+    with scope:
+        txgreen.call_in_thread(other)
+    assert len(errors) == 1
+    assert isinstance(errors[0], txgreen.NotInReactorThreadError)
+    assert "callFromThread" in str(errors[0])
     assert not scope.cancel_called

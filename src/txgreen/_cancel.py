@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from greenlet import greenlet as _greenlet
 
 from txgreen._hub import get_hub
 from txgreen._util import hidden_in_reports
+from txgreen.errors import NotInReactorThreadError
 
 if TYPE_CHECKING:
     from twisted.internet.base import DelayedCall
@@ -236,6 +238,12 @@ class CancelScope:
         :class:`Cancelled`.  Idempotent; callable from anywhere in the reactor's thread."""
         if self._cancel_called:
             return
+        ident = get_hub().thread_ident
+        if ident is not None and ident != threading.get_ident():
+            raise NotInReactorThreadError(
+                "CancelScope.cancel() must be called in the reactor's thread; from another "
+                "thread use reactor.callFromThread(scope.cancel)"
+            )
         self._cancel_called = True
         self._disarm()
         if self._state != "entered":
