@@ -50,12 +50,11 @@ class TaskStatus:
     ...); ``start()`` then returns ``value`` while the thread goes on in the group.
     """
 
-    __slots__ = ("_ended", "_given_up", "_started", "_value", "_waiter")
+    __slots__ = ("_given_up", "_started", "_value", "_waiter")
 
     def __init__(self, waiter: Waiter | None) -> None:
         self._waiter = waiter
         self._started = False
-        self._ended = False
         self._given_up = False  # the caller of start() stopped waiting (it was cancelled)
         self._value: Any = None
 
@@ -198,7 +197,6 @@ class TaskGroup:
         self._scope._forget(gt)
         if status is not None and not status._started and not status._given_up:
             # start() is waiting: it reports this end itself.
-            status._ended = True
             if status._waiter is not None:
                 status._waiter.resume()
         else:
