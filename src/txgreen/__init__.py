@@ -72,6 +72,7 @@ from txgreen._threads import (
 )
 from txgreen._timeout import Timeout
 from txgreen.errors import (
+    AppImportError,
     BlockingInHubError,
     ConcurrentWaitError,
     NeverRanWarning,
@@ -115,6 +116,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "TASK_STATUS_IGNORED",
+    "AppImportError",
     "AsyncResult",
     "BlockingInHubError",
     "BlockingReport",

@@ -405,10 +405,6 @@ def test_heartbeat_outlives_waiting_requests_and_a_blocked_worker_is_killed(
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(
-    reason="GreenSite does not enforce Limits.max_concurrency on this branch (helper 'limits')",
-    strict=False,
-)
 def test_worker_connections_caps_concurrent_requests(tmp_path: Path) -> None:
     with gunicorn(tmp_path, "--workers", "1", "--worker-connections", "2") as master:
         answers = in_parallel(lambda _: master.get("/sleep?0.5"), range(6))
