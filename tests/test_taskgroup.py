@@ -88,6 +88,7 @@ def test_the_block_waits_for_every_thread() -> None:
     with TaskGroup() as tg:
         threads = [tg.spawn(work, n) for n in (3, 1, 2)]
         assert all(isinstance(gt, txgreen.GreenThread) for gt in threads)
+        assert tg.threads == threads
     assert sorted(done) == [1, 2, 3]
     assert [gt.value for gt in threads] == [30, 10, 20]
     assert tg.threads == []
