@@ -244,7 +244,7 @@ class TaskGroup:
         tb: TracebackType | None,
     ) -> bool:
         owner = getcurrent()
-        if self._state not in ("open",) or owner is not self._owner:
+        if self._state != "open" or owner is not self._owner:
             raise RuntimeError("a TaskGroup must be left by the green thread that entered it")
         self._state = "closing"
         hub = get_hub()
