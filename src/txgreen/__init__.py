@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
+from txgreen._cancel import Cancelled, CancelScope, fail_after, move_on_after
 from txgreen._channel import Channel, ChannelClosed
 from txgreen._event import AsyncResult, Event
 from txgreen._generator import GreenGenerator, generator
@@ -56,6 +57,7 @@ from txgreen._stream import (
     listen,
     serve,
 )
+from txgreen._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from txgreen._threads import (
     DaemonThreadPool,
     InReactorThreadError,
@@ -113,6 +115,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TASK_STATUS_IGNORED",
     "AppImportError",
     "AsyncResult",
     "BlockingInHubError",
@@ -121,6 +124,8 @@ __all__ = [
     "BoundedSemaphore",
     "CallbackQueue",
     "CallbackQueueClosed",
+    "CancelScope",
+    "Cancelled",
     "Channel",
     "ChannelClosed",
     "ConcurrentReadError",
@@ -157,6 +162,8 @@ __all__ = [
     "StreamClosed",
     "StreamError",
     "StreamTimeout",
+    "TaskGroup",
+    "TaskStatus",
     "TestDeadlineExceeded",
     "ThreadPoolNotRunning",
     "ThreadQueue",
@@ -174,12 +181,14 @@ __all__ = [
     "connect",
     "connect_protocol",
     "defer_to_green",
+    "fail_after",
     "generator",
     "get_hub",
     "green",
     "joinall",
     "killall",
     "listen",
+    "move_on_after",
     "patch",
     "patched",
     "run",

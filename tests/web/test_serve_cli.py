@@ -179,11 +179,20 @@ def test_two_endpoints_tcp_and_a_unix_socket(app_dir: Path) -> None:
             reply += chunk
     assert reply.startswith(b"HTTP/1.0 200 OK\r\n")
     assert reply.endswith(b"\r\n\r\nhello /unix\n")
+    with socket.socket(socket.AF_UNIX) as s:  # no Host header: SERVER_NAME is "localhost"
+        s.settimeout(15)
+        s.connect(str(path))
+        s.sendall(b"GET /nohost HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.0 200 OK\r\n"), reply
     code, stdout, _ = stop(process)
     assert code == 0
     unix_line = stdout.splitlines()[1]
     assert unix_line.startswith("- - - ["), unix_line
     assert unix_line.endswith('"GET /unix HTTP/1.0" 200 12'), unix_line
+    assert stdout.splitlines()[2].endswith('"GET /nohost HTTP/1.0" 200 14')
 
 
 def test_tls_with_a_certificate(app_dir: Path) -> None:
@@ -380,6 +389,18 @@ def test_options_fill_the_serve_config() -> None:
     assert config.limits.header_timeout == Limits().header_timeout
     assert (config.access_log, config.graceful_timeout, config.chdir) == (None, 2.5, "/tmp")
     assert (config.patch, config.reactor, config.app) == (True, "poll", "m:f()")
+
+
+def test_workers_with_an_endpoint_gunicorn_cannot_bind_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from txgreen.web._cli import serve_command
+
+    assert serve_command(["m:app", "--workers", "2", "--listen", "ssl:8443"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("txgreen serve: "), err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
 
 
 def test_workers_without_the_gunicorn_module_says_how_to_get_it(

@@ -958,3 +958,30 @@ def test_killed_requests_abort_their_connection_quietly() -> None:
         s.abort(wait=True)
     assert bodies[0].closed == 1
     assert errors == []
+
+
+def test_serve_wsgi_takes_the_forms_listen_takes_and_on_listen_gets_port_and_address() -> None:
+    got: list[Any] = []
+    ready = txgreen.Event()
+
+    def on_listen(server: Any) -> None:
+        got.append(server)
+        ready.set()
+
+    server = txgreen.spawn(serve_wsgi, ("127.0.0.1", 0), hello, on_listen=on_listen)
+    try:
+        ready.wait()
+        listening = got[0]
+        # The same names as the txgreen.Listener that txgreen.serve passes to its on_listen.
+        assert listening.address.host == "127.0.0.1"
+        assert listening.getHost().port == listening.port > 0
+        with txgreen.connect(listening.port, timeout=10) as c:  # a green client, same reactor
+            c.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            assert c.readline() == b"HTTP/1.0 200 OK\r\n"
+    finally:
+        server.kill()
+    bad: Any = serve_wsgi
+    with pytest.raises(TypeError, match=r"^serve_wsgi\(\): the endpoint must be a port number"):
+        bad(8080.5, hello)
+    with pytest.raises(TypeError, match=r"serve_wsgi\(endpoint, handler\)"):
+        bad(hello, 8080)

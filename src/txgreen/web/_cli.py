@@ -166,7 +166,11 @@ def _run_workers(config: ServeConfig) -> int:
             "install gunicorn with pip install 'txgreen[serve]', or serve without --workers"
         )
         return 2
-    status: int = gunicorn.run_master(config)
+    try:
+        status: int = gunicorn.run_master(config)
+    except ValueError as e:  # an endpoint gunicorn cannot bind (UnsupportedEndpoint), ...
+        _say(str(e))
+        return 2
     return status
 
 

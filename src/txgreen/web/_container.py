@@ -242,7 +242,10 @@ def _server_name(request: Any, host_header: bytes | None) -> bytes:
         match = _HOST_HEADER.match(host_header)
         if match is not None:
             return match.group(1)
-    return networkString(request.getHost().host)
+    # The address the connection came in on; a UNIX socket's has no host: "localhost", as
+    # gunicorn and other servers behind a UNIX socket answer.
+    host = getattr(request.getHost(), "host", None)
+    return networkString(host) if host else b"localhost"
 
 
 # What Twisted's Request.getRequestHostname answers: the Host header without its port (and an

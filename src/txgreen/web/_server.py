@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.python.failure import Failure
 from twisted.web.http import Request
 
 from txgreen._block import block_on
+from txgreen._endpoints import ServerAddress, server_endpoint
 from txgreen._event import Event
 from txgreen._greenthread import sleep
 from txgreen._hub import STOPPED, get_hub
@@ -44,7 +44,7 @@ from txgreen.web._site import GreenSite, Limits
 
 __all__ = ["AccessLog", "ListenError", "WSGIServer", "common_log_line", "serve_wsgi"]
 
-Endpoint = str | IStreamServerEndpoint
+Endpoint = ServerAddress
 
 _ENDPOINT_HELP = (
     "endpoint strings look like tcp:8000:interface=127.0.0.1, unix:/run/app.sock or "
@@ -149,68 +149,17 @@ class AccessLog:
 
 
 class _ServerSite(GreenSite):
-    """GreenSite plus the access log and the connections' protocols (to tell idle ones)."""
+    """GreenSite plus the access log, and whether the server is draining."""
 
     def __init__(self, resource: Any, reactor: Any, limits: Limits | None) -> None:
         super().__init__(resource, reactor, limits)
         self.access_log: AccessLog | None = None
-        self.protocols: dict[Any, None] = {}  # open connections' protocols, in accept order
         self.draining = False
 
     def log(self, request: Request) -> None:
         access_log = self.access_log
         if access_log is not None:
             access_log.log(request)
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = super().buildProtocol(addr)
-        if protocol is None:
-            return None
-        made, lost = protocol.makeConnection, protocol.connectionLost
-        protocols = self.protocols
-
-        def make_connection(transport: Any) -> None:
-            protocols[protocol] = None
-            made(transport)
-
-        def connection_lost(reason: Failure) -> None:
-            protocols.pop(protocol, None)
-            lost(reason)
-
-        protocol.makeConnection = make_connection
-        protocol.connectionLost = connection_lost
-        return protocol
-
-    def close_idle(self) -> int:
-        """Close idle connections; mark busy ones to close after their response.  How many busy."""
-        busy = 0
-        for protocol in list(self.protocols):
-            channel = getattr(protocol, "_channel", protocol)
-            requests = getattr(channel, "requests", None)
-            if requests is None:  # HTTP/2: one connection, many streams
-                streams = getattr(channel, "streams", None)
-                requests = list(streams) if streams else []
-            transport = getattr(channel, "transport", None)
-            if transport is None:
-                continue
-            if not requests:
-                transport.loseConnection()
-                continue
-            busy += 1
-            if getattr(channel, "persistent", False):
-                channel.persistent = False
-                for request in requests:
-                    if not getattr(request, "startedWriting", True):
-                        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-        return busy
-
-    def abort_all(self) -> None:
-        """Abort every open connection."""
-        for protocol in list(self.protocols):
-            channel = getattr(protocol, "_channel", protocol)
-            transport = getattr(channel, "transport", None)
-            if transport is not None:
-                transport.abortConnection()
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -286,6 +235,33 @@ class WSGIServer:
         where = ", ".join(self.urls) or ", ".join(map(str, self.endpoints))
         return f"<txgreen.web.WSGIServer {state} on {where}>"
 
+    # -- where it listens: the same names as txgreen.Listener (what serve's on_listen gets) --
+
+    @property
+    def address(self) -> Any:
+        """The address of the first endpoint's listening port (``IAddress``)."""
+        if not self.ports:
+            raise RuntimeError("WSGIServer.address: the server is not listening (start() first)")
+        port: Any = self.ports[0]
+        return port.getHost()
+
+    def getHost(self) -> Any:
+        """:attr:`address`, under ``IListeningPort``'s name (``server.getHost().port``)."""
+        return self.address
+
+    @property
+    def port(self) -> int:
+        """The first endpoint's port number (for TCP: useful after listening on port 0).
+
+        A UNIX socket has no port: this raises AttributeError then (use ``address.name``).
+        """
+        port = getattr(self.address, "port", None)
+        if port is None:
+            raise AttributeError(
+                f"WSGIServer.port: {self.address!r} has no port number; use WSGIServer.address"
+            )
+        return int(port)
+
     @property
     def stopping(self) -> bool:
         """True once :meth:`stop` (or :meth:`close`) was called."""
@@ -330,7 +306,7 @@ class WSGIServer:
                     f"invalid endpoint {endpoint!r}: {_reason(e)}; {_ENDPOINT_HELP}", description
                 ) from e
         else:
-            ep = endpoint
+            ep = server_endpoint(self.reactor, endpoint, "WSGIServer()")
         try:
             return block_on(ep.listen(self.site))
         except ReactorStopped:
@@ -406,7 +382,7 @@ class WSGIServer:
             with contextlib.suppress(ReactorStopped):
                 threads.kill(block=wait, timeout=_ABORT_WAIT if wait else None)
         site = self.site
-        for protocol in list(site.protocols):
+        for protocol in list(site.connections):
             channel = getattr(protocol, "_channel", protocol)
             transport = getattr(channel, "transport", None)
             if transport is None:
@@ -417,7 +393,7 @@ class WSGIServer:
                 transport.loseConnection()
         if wait:
             end = time.monotonic() + _ABORT_WAIT
-            while site.protocols and time.monotonic() < end:
+            while site.connections and time.monotonic() < end:
                 sleep(_DRAIN_POLL)
             site.abort_all()
 
@@ -450,24 +426,31 @@ def _reason(error: BaseException) -> str:
 
 
 def serve_wsgi(
-    endpoint: str | IStreamServerEndpoint,
+    endpoint: ServerAddress,
     application: _Application,
     *,
     reactor: Any = None,
-    on_listen: Callable[[IListeningPort], object] | None = None,
+    on_listen: Callable[[WSGIServer], object] | None = None,
 ) -> None:
     """Serve ``application`` over HTTP on ``endpoint`` until the calling green thread is killed.
 
-    ``endpoint`` is a server endpoint description (``"tcp:8080:interface=127.0.0.1"``) or an
-    ``IStreamServerEndpoint``; the server is a twisted.web ``Site`` whose root is a
-    :class:`WSGIResource` of ``application``.  Blocks until the port listens (raising the
-    error if it cannot), calls ``on_listen(port)`` with the ``IListeningPort`` (its
-    ``getHost().port`` is the bound port), then blocks until the green thread is killed.  On
+    ``endpoint`` takes the forms ``txgreen.listen`` takes: a port (every interface), a
+    ``(host, port)`` tuple, a server endpoint description (``"tcp:8080:interface=127.0.0.1"``)
+    or an ``IStreamServerEndpoint``; anything else raises ``TypeError`` naming them.  The
+    server is a :class:`WSGIServer` whose root is a :class:`WSGIResource` of ``application``.
+    Blocks until the port listens (raising the error if it cannot), calls ``on_listen(server)``
+    -- the same names as the ``txgreen.Listener`` that ``txgreen.serve`` passes: ``.port``
+    (the bound port number), ``.address``, and ``getHost()`` as an ``IListeningPort`` has --
+    then blocks until the green thread is killed.  On
     the way out it stops listening, kills the requests still running (their connections are
     aborted) and closes the idle connections.  (A :class:`WSGIServer` with no access log,
     several endpoints or a graceful stop does more.)
     """
-    server = WSGIServer(application, [endpoint], reactor=reactor, graceful_timeout=0)
+    if isinstance(endpoint, str) or callable(getattr(endpoint, "listen", None)):
+        checked: Any = endpoint
+    else:  # a port or (host, port): wrong forms raise TypeError here, naming the right ones
+        checked = server_endpoint(get_hub().reactor, endpoint, "serve_wsgi()")
+    server = WSGIServer(application, [checked], reactor=reactor, graceful_timeout=0)
     try:
         server.start()
     except ListenError as e:
@@ -475,7 +458,7 @@ def serve_wsgi(
         raise (e.__cause__ or e) from None
     try:
         if on_listen is not None:
-            on_listen(server.ports[0])
+            on_listen(server)
         Event().wait()  # until killed
     finally:
         server.close()

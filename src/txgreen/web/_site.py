@@ -453,10 +453,12 @@ class _Connection(_GenericHTTPChannelProtocol):
     def makeConnection(self, transport: Any) -> None:
         self._transport = transport
         self.factory.transports.add(transport)
+        self.factory.connections[self] = None
         super().makeConnection(transport)
 
     def connectionLost(self, reason: Failure) -> None:
         self.factory.transports.discard(self._transport)
+        self.factory.connections.pop(self, None)
         super().connectionLost(reason)
 
 
@@ -538,6 +540,8 @@ class GreenSite(Site):
         self.limits = limits if limits is not None else Limits()
         self.timeOut = self.limits.idle_timeout
         self.transports: set[Any] = set()
+        # The open connections' protocols, in accept order (to tell idle ones from busy ones).
+        self.connections: dict[Any, None] = {}
         if self.limits.max_body_size is not None:
             self.requestFactory = _request_class(self.limits.max_body_size)
         self._gate = (
@@ -549,6 +553,39 @@ class GreenSite(Site):
     def protocol(self) -> Any:
         """A new connection's protocol (``Factory.buildProtocol`` calls ``self.protocol()``)."""
         return _Connection(_GreenChannel(self.limits, self.reactor))
+
+    def close_idle(self) -> int:
+        """Close the connections that are between requests; mark the busy ones to close once
+        their response is done (``Connection: close``).  Returns how many are still busy.
+
+        Servers call it while draining (graceful stop, gunicorn's worker exit), again and again,
+        since a busy connection becomes idle when its response ends.
+        """
+        busy = 0
+        for protocol in list(self.connections):
+            channel = getattr(protocol, "_channel", protocol)
+            requests = getattr(channel, "requests", None)
+            if requests is None:  # HTTP/2: one connection, many streams
+                streams = getattr(channel, "streams", None)
+                requests = list(streams) if streams else []
+            transport = getattr(channel, "transport", None)
+            if transport is None:
+                continue
+            if not requests:
+                transport.loseConnection()
+                continue
+            busy += 1
+            if getattr(channel, "persistent", False):
+                channel.persistent = False
+                for request in requests:
+                    if not getattr(request, "startedWriting", True):
+                        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+        return busy
+
+    def abort_all(self) -> None:
+        """Abort every open connection at once."""
+        for transport in list(self.transports):
+            transport.abortConnection()
 
     def getResourceFor(self, request: Any) -> Any:
         """The resource ``request`` addresses, behind the ``max_concurrency`` gate if any."""

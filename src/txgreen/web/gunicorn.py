@@ -196,22 +196,6 @@ def _adopt(reactor: Any, sock: Any, site: GreenSite, backlog: int) -> Any:
     return port
 
 
-def _close_when_idle(transport: Any) -> None:
-    """Close an HTTP/1 connection now if it is between requests, else after its response."""
-    protocol = getattr(transport, "protocol", None)
-    channel: Any = getattr(protocol, "_channel", protocol)  # Site's protocol wraps the channel
-    requests = getattr(channel, "requests", None)
-    if requests is None:  # not HTTP/1 (HTTP/2 streams): left to finish, or the deadline
-        return
-    if not requests:
-        transport.loseConnection()
-    elif getattr(channel, "persistent", False):
-        channel.persistent = False
-        for request in requests:
-            if not request.startedWriting:
-                request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
-
-
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
 
@@ -336,8 +320,7 @@ class GreenWorker(Worker):  # type: ignore[misc]
                         "Worker graceful timeout (pid:%s): aborting %d request(s)", self.pid, late
                     )
                 resource.threads.kill()
-                for transport in list(site.transports):
-                    transport.abortConnection()
+                site.abort_all()
             finally:
                 if heartbeat.running:
                     heartbeat.stop()
@@ -354,8 +337,7 @@ class GreenWorker(Worker):  # type: ignore[misc]
         graceful = float(self.cfg.graceful_timeout)
         deadline = time.monotonic() + graceful - min(1.0, graceful / 2)
         while True:
-            for transport in list(site.transports):
-                _close_when_idle(transport)
+            site.close_idle()
             if not len(resource.threads) and not site.transports:
                 return
             if time.monotonic() >= deadline or self._quick:
