@@ -155,9 +155,8 @@ def serve_txgreen(app: str) -> None:
 
     application = sleepy_txgreen if app == "sleep" else hello
 
-    def listening(port: Any) -> None:
-        port.factory.log = _no_access_log  # (the port's factory is serve_wsgi's Site)
-        _announce(port.getHost().port)
+    def listening(server: Any) -> None:
+        _announce(server.port)  # (serve_wsgi's server writes no access log)
 
     def main() -> None:
         txgreen.serve_wsgi(
