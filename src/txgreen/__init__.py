@@ -25,6 +25,7 @@ from txgreen._greenthread import (
 )
 from txgreen._hub import get_hub
 from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
+from txgreen._mailbox import Mailbox, MailboxFull, NotAGreenThread, receive, send
 from txgreen._monitor import (
     BlockingReport,
     BlockingWatch,
@@ -33,6 +34,18 @@ from txgreen._monitor import (
     watch_blocking_from_env,
 )
 from txgreen._pool import Group, Pool, PoolFull, joinall, killall
+from txgreen._process import (
+    Down,
+    Exit,
+    ExitSignal,
+    MonitorRef,
+    demonitor,
+    link_exit,
+    spawn_link,
+    spawn_monitor,
+    trap_exits,
+    unlink_exit,
+)
 from txgreen._protocols import (
     CallbackQueue,
     CallbackQueueClosed,
@@ -84,6 +97,14 @@ from txgreen.green._patch import patch, patched, unpatch
 
 if TYPE_CHECKING:
     from txgreen._service import GreenService
+    from txgreen._supervisor import (
+        ChildInfo,
+        ChildSpec,
+        RestartIntensityExceeded,
+        Supervisor,
+        SupervisorError,
+        SupervisorNotRunning,
+    )
     from txgreen.web import WSGIResource, serve_wsgi
 else:
     # ``txgreen.green`` is both the @green decorator and the green standard library package
@@ -91,10 +112,16 @@ else:
     # that importing one of its modules later (which sets the attribute) changes nothing.
     from txgreen import green
 
-# Imported on first use: the WSGI container pulls in twisted.web, GreenService
+# Imported on first use: the WSGI container pulls in twisted.web, GreenService and Supervisor
 # twisted.application, which most programs never need.
 _LAZY = {
+    "ChildInfo": "txgreen._supervisor",
+    "ChildSpec": "txgreen._supervisor",
     "GreenService": "txgreen._service",
+    "RestartIntensityExceeded": "txgreen._supervisor",
+    "Supervisor": "txgreen._supervisor",
+    "SupervisorError": "txgreen._supervisor",
+    "SupervisorNotRunning": "txgreen._supervisor",
     "WSGIResource": "txgreen.web",
     "serve_wsgi": "txgreen.web",
 }
@@ -121,11 +148,16 @@ __all__ = [
     "CallbackQueueClosed",
     "Channel",
     "ChannelClosed",
+    "ChildInfo",
+    "ChildSpec",
     "ConcurrentReadError",
     "ConcurrentWaitError",
     "DaemonThreadPool",
+    "Down",
     "Empty",
     "Event",
+    "Exit",
+    "ExitSignal",
     "Full",
     "GreenGenerator",
     "GreenService",
@@ -139,7 +171,11 @@ __all__ = [
     "LineTooLong",
     "Listener",
     "Lock",
+    "Mailbox",
+    "MailboxFull",
+    "MonitorRef",
     "NeverRanWarning",
+    "NotAGreenThread",
     "NotInReactorThreadError",
     "PatchWarning",
     "Pool",
@@ -150,11 +186,15 @@ __all__ = [
     "RLock",
     "ReactorAlreadyRunning",
     "ReactorStopped",
+    "RestartIntensityExceeded",
     "Semaphore",
     "Stream",
     "StreamClosed",
     "StreamError",
     "StreamTimeout",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorNotRunning",
     "TestDeadlineExceeded",
     "ThreadPoolNotRunning",
     "ThreadQueue",
@@ -172,23 +212,31 @@ __all__ = [
     "connect",
     "connect_protocol",
     "defer_to_green",
+    "demonitor",
     "generator",
     "get_hub",
     "green",
     "joinall",
     "killall",
+    "link_exit",
     "listen",
     "patch",
     "patched",
+    "receive",
     "run",
     "run_in_hub",
+    "send",
     "serve",
     "serve_wsgi",
     "set_thread_pool_size",
     "sleep",
     "spawn",
     "spawn_later",
+    "spawn_link",
+    "spawn_monitor",
     "threaded",
+    "trap_exits",
+    "unlink_exit",
     "unpatch",
     "watch_blocking",
     "watch_blocking_from_env",
