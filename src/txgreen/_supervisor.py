@@ -29,7 +29,7 @@ from txgreen._mailbox import receive, send
 from txgreen._process import Down, MonitorRef, demonitor, exit_reason, is_abnormal, monitor
 from txgreen._service import GreenService
 from txgreen._util import failure_of, hidden_in_reports
-from txgreen.errors import TxgreenError
+from txgreen.errors import ReactorStopped, TxgreenError
 
 __all__ = [
     "ChildInfo",
@@ -191,6 +191,9 @@ class Supervisor(GreenService):
         for spec in children:
             self._add(spec)
         self._loop: GreenThread[Any] | None = None
+        # The thread start() or startService() spawned, until it runs: requests may be sent
+        # to it already (they wait in its mailbox until the children have started).
+        self._starting: GreenThread[Any] | None = None
         self._refs: dict[MonitorRef, _Child] = {}
         self._restarts: deque[float] = deque()
 
@@ -234,7 +237,11 @@ class Supervisor(GreenService):
             raise SupervisorError("Supervisor.run() must run in a green thread (txgreen.spawn)")
         if self._loop is not None:
             raise SupervisorError(f"{self!r} is already running in {self._loop!r}")
+        starting = self._starting
+        if starting is not None and starting is not me and not starting.dead:
+            raise SupervisorError(f"{self!r} is already starting in {starting!r}")
         self._loop = me
+        self._starting = None
         self._restarts.clear()
         try:
             for child in list(self._children):
@@ -283,6 +290,8 @@ class Supervisor(GreenService):
         abnormal = is_abnormal(reason)
         thread._retrieved()  # logged here, once, with the child's id
         restart = spec.restart == "permanent" or (spec.restart == "transient" and abnormal)
+        if isinstance(reason, ReactorStopped):
+            restart = False  # the program is stopping: nothing can start any more
         if abnormal:
             assert reason is not None
             log.failure(
@@ -389,8 +398,8 @@ class Supervisor(GreenService):
     # -- requests from other green threads --------------------------------------------------------
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        loop = self._loop
-        if loop is None:
+        loop = self._loop or self._starting
+        if loop is None or loop.dead:
             raise SupervisorNotRunning(f"{self!r} is not running: start it first (run/start)")
         me = getcurrent()
         if me is loop:
@@ -475,8 +484,18 @@ class Supervisor(GreenService):
         return self._loop
 
     def start(self) -> GreenThread[None]:
-        """Run the supervisor in a new green thread; return it (``kill()`` it to stop)."""
-        return spawn(self.run)
+        """Run the supervisor in a new green thread; return it (``kill()`` it to stop).
+
+        Requests (``start_child``...) may be made at once: they are served once the children
+        have started.
+        """
+        thread = self._starting = spawn(self.run)
+        return thread
+
+    def startService(self) -> None:
+        """Start the supervisor in a green thread, as a Twisted service (see the class doc)."""
+        super().startService()
+        self._starting = self.thread
 
 
 # txgreen re-exports these lazily (importing twisted.application costs time): name the public
