@@ -344,14 +344,14 @@ def test_run_in_the_hub_is_a_named_error() -> None:
 def test_a_supervisor_is_a_twisted_service() -> None:
     w = Worker()
     sup = Supervisor([ChildSpec("w", w)], name="tree")
-    parent = MultiService()
-    sup.setServiceParent(parent)
-    parent.startService()
+    parent = MultiService()  # type: ignore[no-untyped-call]
+    sup.setServiceParent(parent)  # type: ignore[no-untyped-call]
+    parent.startService()  # type: ignore[no-untyped-call]
     w.wait_started(1)
     assert sup.running_thread is not None
     assert "tree" in repr(sup)
     child = running(sup)["w"]
-    txgreen.block_on(parent.stopService())
+    txgreen.block_on(parent.stopService())  # type: ignore[no-untyped-call]
     assert child.dead
     assert sup.running_thread is None
     assert not sup.running
