@@ -131,12 +131,12 @@ def memory_txgreen(kind: str, n: int, meter: Meter) -> int:
             while started[0] < count:
                 txgreen.sleep(0.001)
             grown = meter.end() if count == n else 0
+            for ref in refs:
+                txgreen.demonitor(ref)
             event.set()
             for t in threads:
                 txgreen.send(t, "stop")
             txgreen.joinall(threads)
-            for ref in refs:
-                txgreen.demonitor(ref, flush=True)
             return grown
 
         wave(WARM_UP)

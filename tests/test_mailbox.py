@@ -198,3 +198,16 @@ def test_many_messages_keep_order_under_selective_receives() -> None:
     assert receive(match=lambda m: m == 500) == 500
     rest = [receive() for _ in range(998)]
     assert rest == [i for i in range(999) if i != 500]
+
+
+def test_current_thread_is_where_send_reaches() -> None:
+    me = txgreen.current_thread()
+    assert me is _me()
+    send(me, "to myself")
+    assert receive(timeout=0) == "to myself"
+
+
+@pytest.mark.in_hub
+def test_current_thread_in_the_hub_is_a_named_error() -> None:
+    with pytest.raises(NotAGreenThread, match=r"txgreen\.current_thread\(\) needs a green thread"):
+        txgreen.current_thread()

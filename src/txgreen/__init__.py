@@ -25,7 +25,14 @@ from txgreen._greenthread import (
 )
 from txgreen._hub import get_hub
 from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
-from txgreen._mailbox import Mailbox, MailboxFull, NotAGreenThread, receive, send
+from txgreen._mailbox import (
+    Mailbox,
+    MailboxFull,
+    NotAGreenThread,
+    current_thread,
+    receive,
+    send,
+)
 from txgreen._monitor import (
     BlockingReport,
     BlockingWatch,
@@ -211,6 +218,7 @@ __all__ = [
     "callback_queue",
     "connect",
     "connect_protocol",
+    "current_thread",
     "defer_to_green",
     "demonitor",
     "generator",

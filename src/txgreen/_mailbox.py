@@ -31,7 +31,15 @@ from txgreen._queue import Empty
 from txgreen._util import hidden_in_reports
 from txgreen.errors import TxgreenError
 
-__all__ = ["Mailbox", "MailboxFull", "NotAGreenThread", "mailbox_of", "receive", "send"]
+__all__ = [
+    "Mailbox",
+    "MailboxFull",
+    "NotAGreenThread",
+    "current_thread",
+    "mailbox_of",
+    "receive",
+    "send",
+]
 
 __tracebackhide__ = hidden_in_reports  # pytest: the user's frames, not txgreen's
 
@@ -184,8 +192,11 @@ def mailbox_of(thread: GreenThread[Any]) -> Mailbox:
     return box
 
 
-def current_thread(what: str) -> GreenThread[Any]:
-    """The current green thread, or :class:`NotAGreenThread` naming ``what``."""
+def current_thread(what: str = "txgreen.current_thread()") -> GreenThread[Any]:
+    """The current green thread (Erlang's ``self()``): where ``send`` reaches this code.
+
+    Raises :class:`NotAGreenThread` in the hub or the main greenlet, naming ``what``.
+    """
     cur = getcurrent()
     if cur.__class__ is not GreenThread:
         raise NotAGreenThread(
