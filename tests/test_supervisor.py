@@ -10,7 +10,7 @@ from twisted.application.service import MultiService
 from twisted.logger import LogEvent
 
 import txgreen
-from support import Boom, log_events
+from support import MAIN_LOOPS, SCRIPT_TEST_MARKS, Boom, log_events, run_script
 from txgreen import (
     ChildSpec,
     GreenThread,
@@ -355,3 +355,30 @@ def test_a_supervisor_is_a_twisted_service() -> None:
     assert child.dead
     assert sup.running_thread is None
     assert not sup.running
+
+
+@SCRIPT_TEST_MARKS[0]
+@SCRIPT_TEST_MARKS[1]
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("reactor_name", MAIN_LOOPS)
+@pytest.mark.parametrize("mode", ["service", "plain", "sigterm"])
+def test_a_tree_at_program_end(mode: str, reactor_name: str) -> None:
+    done = run_script("supervisor_shutdown.py", reactor_name, mode)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == "running: 2"
+    assert ("main returns" in lines) == (mode != "sigterm")
+    if mode == "plain":
+        # Every thread gets ReactorStopped at once; nothing is restarted.
+        assert sorted(lines[3:7]) == sorted(
+            ["a: ReactorStopped", "a cleaned up", "b: ReactorStopped", "b cleaned up"]
+        )
+    else:
+        # Stopped gracefully first, children in reverse start order, cleanup blocking.
+        cleanup = [line for line in lines if line.endswith("cleaned up")]
+        assert cleanup == ["b cleaned up", "a cleaned up"]
+    if mode == "sigterm":
+        assert done.returncode == 143
+    else:
+        assert done.returncode == 0
+        assert lines[-1] == "exited; starts {'a': 1, 'b': 1}"
