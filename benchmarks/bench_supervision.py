@@ -19,9 +19,10 @@ The target (issue 14): a. costs at most what c. costs (a / c <= 1.00 on RSS, PAS
 an Erlang process's documented ~2.6 KB (338 words, with its initial heap) is the figure to
 approach, printed for reference.
 
-**Message round trip** between two threads (best of 5 loops of N, µs per round trip): a.
-``send``/``receive`` between two green threads; b. two ``txgreen.Queue``; c. two gevent
-``Queue``; d. two ``asyncio.Queue`` (each in a child process).
+**Message round trip** between two threads (µs per round trip; each child process reports the
+best of 5 loops of N, and the figure is the median of 5 rounds in which the four run in turn,
+each going first in one): a. ``send``/``receive`` between two green threads; b. two
+``txgreen.Queue``; c. two gevent ``Queue``; d. two ``asyncio.Queue``.
 
 **Restart latency**: a ``Supervisor`` child is killed (``kill(block=False)``) and the time
 until its replacement runs is measured (median and 90th percentile of N, µs).
@@ -41,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchutil import run_child, versions_line
+from benchutil import rotated, run_child, versions_line
 from greenlet import getcurrent
 
 KINDS = {
@@ -377,6 +378,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=100_000, help="idle threads per kind")
     parser.add_argument("--messages", type=int, default=20_000, help="round trips per loop")
     parser.add_argument("--restarts", type=int, default=2_000, help="restarts measured")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved round-trip rounds")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -393,6 +395,7 @@ def main() -> int:
     threads = 2_000 if args.smoke else args.threads
     messages = 500 if args.smoke else args.messages
     loops = 1 if args.smoke else 5
+    rounds = 1 if args.smoke else args.rounds
     restarts = 100 if args.smoke else args.restarts
     title = "txgreen supervision benchmark: idle processes, message round trips, restarts"
     print(title + (f" (smoke run: {threads:,} threads, figures are rough)" if args.smoke else ""))
@@ -417,15 +420,23 @@ def main() -> int:
     print(f"  {'a / Erlang (RSS)':<30} = {r:5.2f}  (for reference)")
     print()
 
-    print(f"  message round trip between two threads, best of {loops} x {messages:,}")
-    rtt: dict[str, float] = {}
+    print(
+        f"  message round trip between two threads, best of {loops} x {messages:,} per child, "
+        f"median of {rounds} interleaved round{'s' if rounds > 1 else ''}"
+    )
+    per_round: dict[str, list[float]] = {kind: [] for kind in QUEUES}
+    for turn in range(rounds):
+        for kind in rotated(list(QUEUES), turn):
+            figures = child("rtt", kind, str(messages), str(loops))
+            per_round[kind].append(figures["best"] * 1e6)
+    rtt = {kind: statistics.median(values) for kind, values in per_round.items()}
     for kind, label in QUEUES.items():
-        figures = child("rtt", kind, str(messages), str(loops))
-        rtt[kind] = figures["best"] * 1e6
         print(f"  {label:<52}{rtt[kind]:8.2f} µs")
     for other, name in (("txqueue", "b"), ("gevent", "c"), ("asyncio", "d")):
         r = rtt["mailbox"] / rtt[other]
-        print(f"  {f'a / {name}':<30} = {r:5.2f}  (for reference)")
+        paired = [a / b for a, b in zip(per_round["mailbox"], per_round[other], strict=True)]
+        spread = f"per round {min(paired):.2f}-{max(paired):.2f}"
+        print(f"  {f'a / {name}':<30} = {r:5.2f}  (for reference; {spread})")
     print()
 
     figures = child("restart", str(restarts))
