@@ -62,7 +62,7 @@ def test_smoke_report_has_every_figure_and_the_ratios() -> None:
         "a / d",
     ]
     assert re.fullmatch(
-        r"  restart of a supervised child \(kill -> running again\), 100 restarts: "
+        r"  restart of a supervised child \(kill -> running again, CPU\), 100 restarts: "
         r"median \d+\.\d µs, p90 \d+\.\d µs",
         lines[-1],
     ), lines[-1]
