@@ -16,7 +16,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 # What the real-library tests need from the system: Debian's redis-server (the Redis tests start
-# one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver).
+# one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver);
+# wrk, the HTTP load generator of benchmarks/bench_wsgi_wrk.py.
 # Installed with apt-get when missing and apt-get is there (through sudo unless root); otherwise
 # this says how, and those tests fail with the same advice.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -24,6 +25,7 @@ services:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || test -x /usr/sbin/redis-server \
 		|| missing="$$missing redis-server"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	$(BIN)/python -c "import psycopg" >/dev/null 2>&1 || missing="$$missing libpq5"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
@@ -33,7 +35,7 @@ services:
 		|| echo "could not install$$missing: install it yourself (the tests that need it fail)"; \
 	else \
 		echo "missing:$$missing. Install it (Debian/Ubuntu: apt-get install$$missing;" \
-			"macOS: brew install redis libpq): the tests that need it fail until then"; \
+			"macOS: brew install redis libpq wrk): the tests that need it fail until then"; \
 	fi
 
 # The demo needs txgreen and its two dependencies only (not the test, benchmark or docs tools).
@@ -70,6 +72,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_echo.py --smoke
 	$(BIN)/python benchmarks/bench_memory.py --smoke
 	$(BIN)/python benchmarks/bench_wsgi.py --smoke
+	$(BIN)/python benchmarks/bench_wsgi_wrk.py --smoke
 	$(BIN)/python benchmarks/bench_green_socket.py --smoke
 	$(BIN)/python benchmarks/bench_requests.py --smoke
 	$(BIN)/python benchmarks/bench_redis.py --smoke
@@ -89,6 +92,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_echo.py
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_wsgi.py
+	$(BIN)/python benchmarks/bench_wsgi_wrk.py
 	$(BIN)/python benchmarks/bench_green_socket.py
 	$(BIN)/python benchmarks/bench_requests.py
 	$(BIN)/python benchmarks/bench_redis.py

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from greenlet import GreenletExit
 
 from txgreen._block import as_deferred, block_on
+from txgreen._cancel import Cancelled, CancelScope, fail_after, move_on_after
 from txgreen._channel import Channel, ChannelClosed
 from txgreen._event import AsyncResult, Event
 from txgreen._generator import GreenGenerator, generator
@@ -76,6 +77,7 @@ from txgreen._stream import (
     listen,
     serve,
 )
+from txgreen._taskgroup import TASK_STATUS_IGNORED, TaskGroup, TaskStatus
 from txgreen._threads import (
     DaemonThreadPool,
     InReactorThreadError,
@@ -90,6 +92,7 @@ from txgreen._threads import (
 )
 from txgreen._timeout import Timeout
 from txgreen.errors import (
+    AppImportError,
     BlockingInHubError,
     ConcurrentWaitError,
     NeverRanWarning,
@@ -146,6 +149,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "TASK_STATUS_IGNORED",
+    "AppImportError",
     "AsyncResult",
     "BlockingInHubError",
     "BlockingReport",
@@ -153,6 +158,8 @@ __all__ = [
     "BoundedSemaphore",
     "CallbackQueue",
     "CallbackQueueClosed",
+    "CancelScope",
+    "Cancelled",
     "Channel",
     "ChannelClosed",
     "ChildInfo",
@@ -202,6 +209,8 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorNotRunning",
+    "TaskGroup",
+    "TaskStatus",
     "TestDeadlineExceeded",
     "ThreadPoolNotRunning",
     "ThreadQueue",
@@ -221,6 +230,7 @@ __all__ = [
     "current_thread",
     "defer_to_green",
     "demonitor",
+    "fail_after",
     "generator",
     "get_hub",
     "green",
@@ -228,6 +238,7 @@ __all__ = [
     "killall",
     "link_exit",
     "listen",
+    "move_on_after",
     "patch",
     "patched",
     "receive",

@@ -1,5 +1,7 @@
 """The command line, ``python -m txgreen COMMAND ...``.
 
+``serve`` serves a WSGI application (see :mod:`txgreen.web._cli`).
+
 ``run`` runs an unmodified program green, as ``python -m gevent.monkey script.py`` does:
 ``txgreen.patch()`` first, then the reactor starts and the program's top level runs in the main
 green thread; the command exits with the program's status.
@@ -26,6 +28,8 @@ usage: python -m txgreen COMMAND [...]
 commands:
   run     run a program green: python -m txgreen run [--no-patch] script.py [args...]
                                 python -m txgreen run [--no-patch] -m module [args...]
+  serve   serve a WSGI application: python -m txgreen serve module:app [--listen ENDPOINT ...]
+              [--patch] [--access-log FILE|-] [--graceful-timeout S] [--workers N] ...
 
 `python -m txgreen COMMAND --help` tells more about one command.
 """
@@ -162,5 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "run":
         return run_command(rest)
+    if command == "serve":
+        from txgreen.web._cli import serve_command
+
+        return serve_command(rest)
     print(f"txgreen: unknown command {command!r}\n\n{_USAGE}", end="", file=sys.stderr)
     return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,11 @@ from txgreen._util import hidden_in_reports
 
 if TYPE_CHECKING:
     from twisted.internet.base import DelayedCall
+
+if sys.version_info >= (3, 11):
+    from builtins import BaseExceptionGroup
+else:  # pragma: no cover - Python 3.10
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Timeout"]
 
@@ -103,4 +109,14 @@ class Timeout(TimeoutError):
         tb: TracebackType | None,
     ) -> bool:
         self.cancel()
-        return exc is self and self.silent
+        if exc is self:
+            return self.silent
+        if self.silent and isinstance(exc, BaseExceptionGroup):
+            # A TaskGroup inside the block reports this deadline with its threads' errors:
+            # a silent Timeout takes only itself out.
+            mine, rest = exc.split(lambda e: e is self)
+            if mine is not None:
+                if rest is None:
+                    return True
+                raise rest
+        return False

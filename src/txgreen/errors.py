@@ -11,6 +11,7 @@ from __future__ import annotations
 from greenlet import GreenletExit
 
 __all__ = [
+    "AppImportError",
     "BlockingInHubError",
     "ConcurrentWaitError",
     "GreenletExit",
@@ -105,3 +106,20 @@ class NeverRanWarning(RuntimeWarning):
     ``spawn()`` only schedules a green thread; it runs once the reactor does (``txgreen.run``,
     the first blocking call, or ``reactor.run()``).
     """
+
+
+class AppImportError(TxgreenError):
+    """The WSGI application named by a spec (``module:name``) could not be loaded.
+
+    Raised by ``txgreen.web.load_application`` (and so by ``python -m txgreen serve``, the twist
+    plugin and ``WSGIService``): the module cannot be found, importing it raised, the attribute
+    is missing, the object is not callable, or the factory raised.  The message says which and
+    how to fix it.  When the application's own code raised (importing the module or calling
+    the factory), that exception is the ``__cause__`` and ``in_app_code`` is True: its
+    traceback is the one worth showing.
+    """
+
+    def __init__(self, message: str, *, spec: str = "", in_app_code: bool = False) -> None:
+        super().__init__(message)
+        self.spec = spec
+        self.in_app_code = in_app_code

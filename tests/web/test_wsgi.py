@@ -19,6 +19,7 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
+from greenlet import getcurrent
 from twisted.internet import task
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionClosed, ConnectionRefusedError
@@ -30,7 +31,8 @@ from twisted.web.server import Site
 
 import txgreen
 from support import Boom, exception_state, log_events, shared_by_twisted, tb_frames
-from txgreen.web import WSGIResource, serve_wsgi
+from txgreen._hub import get_hub
+from txgreen.web import WSGIResource, _container, serve_wsgi
 
 LOCAL = "tcp:0:interface=127.0.0.1:backlog=512"
 
@@ -310,6 +312,43 @@ def test_each_request_runs_in_its_own_context_copy() -> None:
         clients = [txgreen.spawn(fetch, f"{server.url}/{n}") for n in range(5)]
         # No request sees what another one set, while they all run at once.
         assert [c.get().body for c in clients] == [f"unset /{n}".encode() for n in range(5)]
+
+
+def test_green_threads_are_reused_then_end_when_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[tuple[Any, str]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append((getcurrent(), var.get()))
+        var.set(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    # Long enough for the next request to come on a loaded machine.
+    monkeypatch.setattr(_container, "IDLE_SECONDS", 2.0)
+    hub = get_hub()
+    with serving(app) as server:
+        for n in range(3):
+            assert fetch(f"{server.url}/{n}").body == b"ok"
+        # One green thread served the three requests in turn, each in a fresh context copy.
+        assert len({id(thread) for thread, _ in seen}) == 1
+        assert [before for _, before in seen] == ["unset"] * 3
+        worker = seen[0][0]
+        assert worker in hub.threads
+        assert worker not in server.resource.threads
+        # Killed while it waits for a request, it ends quietly; the next request gets another.
+        worker.kill()
+        assert worker.dead
+        assert worker.successful()
+        assert fetch(f"{server.url}/again").body == b"ok"
+        waiting = seen[-1][0]
+        assert waiting is not worker
+        assert seen[-1][1] == "unset"
+        # A thread that has waited IDLE_SECONDS for a request ends on its own.
+        monkeypatch.setattr(_container, "IDLE_SECONDS", 0.05)
+        assert waiting.join(timeout=10)
+        assert waiting.successful()
+        assert waiting not in hub.threads
 
 
 # -- start_response -------------------------------------------------------------------------------
@@ -919,3 +958,30 @@ def test_killed_requests_abort_their_connection_quietly() -> None:
         s.abort(wait=True)
     assert bodies[0].closed == 1
     assert errors == []
+
+
+def test_serve_wsgi_takes_the_forms_listen_takes_and_on_listen_gets_port_and_address() -> None:
+    got: list[Any] = []
+    ready = txgreen.Event()
+
+    def on_listen(server: Any) -> None:
+        got.append(server)
+        ready.set()
+
+    server = txgreen.spawn(serve_wsgi, ("127.0.0.1", 0), hello, on_listen=on_listen)
+    try:
+        ready.wait()
+        listening = got[0]
+        # The same names as the txgreen.Listener that txgreen.serve passes to its on_listen.
+        assert listening.address.host == "127.0.0.1"
+        assert listening.getHost().port == listening.port > 0
+        with txgreen.connect(listening.port, timeout=10) as c:  # a green client, same reactor
+            c.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            assert c.readline() == b"HTTP/1.0 200 OK\r\n"
+    finally:
+        server.kill()
+    bad: Any = serve_wsgi
+    with pytest.raises(TypeError, match=r"^serve_wsgi\(\): the endpoint must be a port number"):
+        bad(8080.5, hello)
+    with pytest.raises(TypeError, match=r"serve_wsgi\(endpoint, handler\)"):
+        bad(hello, 8080)

@@ -2,7 +2,11 @@
 
 - :class:`WSGIResource` (``_container.py``): a twisted.web resource that runs each WSGI
   request in a green thread.
-- :func:`serve_wsgi` (``_server.py``): serve an application from a green thread.
+- :class:`WSGIServer` and :func:`serve_wsgi` (``_server.py``): serve an application on
+  several endpoints, with an access log and a graceful stop.
+- :func:`load_application` (``_app.py``): the application a spec such as ``module:app`` names.
+- :class:`WSGIService` (``_service.py``): the server as a ``twisted.application`` service,
+  for ``.tac`` files and the ``twist txgreen-web`` plugin.
 - :class:`GreenSite` and :class:`Limits` (``_site.py``): the ``Site`` every txgreen server
   uses, with the bounds that protect it from hostile clients.
 
@@ -11,9 +15,23 @@
 
 from __future__ import annotations
 
+from txgreen.web._app import load_application
 from txgreen.web._config import ServeConfig
 from txgreen.web._container import WSGIResource
-from txgreen.web._server import serve_wsgi
+from txgreen.web._server import AccessLog, ListenError, WSGIServer, common_log_line, serve_wsgi
+from txgreen.web._service import WSGIService
 from txgreen.web._site import GreenSite, Limits
 
-__all__ = ["GreenSite", "Limits", "ServeConfig", "WSGIResource", "serve_wsgi"]
+__all__ = [
+    "AccessLog",
+    "GreenSite",
+    "Limits",
+    "ListenError",
+    "ServeConfig",
+    "WSGIResource",
+    "WSGIServer",
+    "WSGIService",
+    "common_log_line",
+    "load_application",
+    "serve_wsgi",
+]

@@ -25,24 +25,29 @@ of :class:`_Response` that only set flags and wake it):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import re
+import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import IO, Any, ClassVar
 
-from greenlet import GreenletExit
+from greenlet import GreenletExit, getcurrent
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
+from twisted.python.compat import networkString
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
+from twisted.web.http import Request as TwistedRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from txgreen._event import Event
-from txgreen._hub import get_hub
+from txgreen._greenthread import _new_thread, current_hub_and_greenlet
+from txgreen._hub import STOPPED, Waiter, get_hub
 from txgreen._pool import Group
 from txgreen._util import failure_of, fresh_copy, own_error
 from txgreen.errors import ReactorStopped
@@ -89,6 +94,8 @@ def _latin1(what: str, text: str) -> bytes:
 
 
 def _check_status(status: object) -> str:
+    if type(status) is str and status in _GOOD_STATUSES:
+        return status
     if not isinstance(status, str):
         raise TypeError(
             f"start_response(): status must be a str such as '200 OK', not "
@@ -100,44 +107,75 @@ def _check_status(status: object) -> str:
             "reason phrase, such as '200 OK'"
         )
     _latin1("status", status)
+    if len(_GOOD_STATUSES) < _GOOD_NAMES_MAX and type(status) is str:
+        _GOOD_STATUSES.add(status)
     return status
 
 
-def _check_headers(headers: object) -> list[tuple[str, str]]:
+# Status lines that passed _check_status (bounded, like _GOOD_NAMES below).
+_GOOD_STATUSES: set[str] = set()
+
+
+def _check_header(name: object, value: object, item: object) -> str:
+    """Check one (name, value) pair in full; return the lower-cased name."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(
+            f"start_response(): header names and values must be str, not "
+            f"({type(name).__name__}, {type(value).__name__}) in {item!r}"
+        )
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"start_response(): {name!r} is not a valid header name")
+    if _BAD_VALUE.search(value):
+        raise ValueError(
+            f"start_response(): the value of header {name!r} holds a control character "
+            f"(a line break?): {value!r}"
+        )
+    lower = name.lower()
+    if lower in _HOP_BY_HOP:
+        raise ValueError(
+            f"start_response(): {name!r} is a hop-by-hop header, which a WSGI application "
+            "must not set (the HTTP server manages the connection)"
+        )
+    _latin1(f"the value of header {name!r}:", value)
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX and type(name) is str:
+        _GOOD_NAMES[name] = lower
+    return lower
+
+
+# Header names that passed _check_header (a valid token, not hop-by-hop), to their lower-cased
+# form: the names an application sends are few, and checking a known name and a plain value
+# (printable ASCII: no control character, latin-1) is then a dict lookup and two str tests.
+# Bounded, as the names come from the application (which may build them from its input).
+_GOOD_NAMES: dict[str, str] = {}
+_GOOD_NAMES_MAX = 1024
+
+
+def _check_headers(headers: object) -> tuple[list[tuple[str, str]], int | None]:
+    """Check the headers given to ``start_response``; return a copy and the Content-Length."""
     if type(headers) is not list:
         raise TypeError(
             f"start_response(): headers must be a list of (name, value) tuples, not "
             f"{type(headers).__name__!r}"
         )
+    declared: int | None = None
+    good = _GOOD_NAMES
     for item in headers:
         if type(item) is not tuple or len(item) != 2:
             raise TypeError(
                 f"start_response(): each header must be a (name, value) tuple, not {item!r}"
             )
         name, value = item
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(
-                f"start_response(): header names and values must be str, not "
-                f"({type(name).__name__}, {type(value).__name__}) in {item!r}"
-            )
-        if not _TOKEN.fullmatch(name):
-            raise ValueError(f"start_response(): {name!r} is not a valid header name")
-        if _BAD_VALUE.search(value):
-            raise ValueError(
-                f"start_response(): the value of header {name!r} holds a control character "
-                f"(a line break?): {value!r}"
-            )
-        if name.lower() in _HOP_BY_HOP:
-            raise ValueError(
-                f"start_response(): {name!r} is a hop-by-hop header, which a WSGI application "
-                "must not set (the HTTP server manages the connection)"
-            )
-        _latin1(f"the value of header {name!r}:", value)
-        if name.lower() == "content-length" and not (value.isdigit() and value.isascii()):
-            raise ValueError(
-                f"start_response(): Content-Length must be a non-negative integer, not {value!r}"
-            )
-    return headers
+        lower = good.get(name) if type(name) is str else None
+        if lower is None or type(value) is not str or not (value.isascii() and value.isprintable()):
+            lower = _check_header(name, value, item)
+        if lower == "content-length":
+            if not (value.isdigit() and value.isascii()):
+                raise ValueError(
+                    "start_response(): Content-Length must be a non-negative integer, not "
+                    f"{value!r}"
+                )
+            declared = int(value)
+    return list(headers), declared
 
 
 # -- wsgi.errors --------------------------------------------------------------------------------
@@ -150,8 +188,11 @@ class _ErrorStream:
     without its newline is logged by :meth:`flush` or at the end of the request.
     """
 
+    __slots__ = ("_method", "_partial", "_path")
+
     def __init__(self, method: str, path: str) -> None:
-        self._where = f"{method} {path}"
+        self._method = method
+        self._path = path
         self._partial = ""
 
     def write(self, text: str) -> None:
@@ -172,7 +213,63 @@ class _ErrorStream:
             self._emit(line)
 
     def _emit(self, line: str) -> None:
-        log.error("wsgi.errors ({where}): {text}", where=self._where, text=line)
+        log.error("wsgi.errors ({where}): {text}", where=f"{self._method} {self._path}", text=line)
+
+
+# -- the environ's parts ------------------------------------------------------------------------
+
+# Request header names (as twisted.web gives them) to their environ keys: HTTP_USER_AGENT, and
+# CONTENT_TYPE / CONTENT_LENGTH without the prefix.  Bounded: the names come from clients.
+_ENV_NAMES: dict[bytes, str] = {}
+_ENV_NAMES_MAX = 1024
+
+
+def _env_name(raw_name: bytes) -> str:
+    name = raw_name.decode("latin-1").upper().replace("-", "_")
+    if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        name = "HTTP_" + name
+    if len(_ENV_NAMES) < _ENV_NAMES_MAX:
+        _ENV_NAMES[raw_name] = name
+    return name
+
+
+def _server_name(request: Any, host_header: bytes | None) -> bytes:
+    """``request.getRequestHostname()``, without looking the Host header up a second time
+    when the request is a plain twisted.web one (a subclass may answer otherwise)."""
+    if type(request).getRequestHostname is not _PLAIN_HOSTNAME:
+        return request.getRequestHostname()  # type: ignore[no-any-return]
+    if host_header is not None:
+        match = _HOST_HEADER.match(host_header)
+        if match is not None:
+            return match.group(1)
+    # The address the connection came in on; a UNIX socket's has no host: "localhost", as
+    # gunicorn and other servers behind a UNIX socket answer.
+    host = getattr(request.getHost(), "host", None)
+    return networkString(host) if host else b"localhost"
+
+
+# What Twisted's Request.getRequestHostname answers: the Host header without its port (and an
+# IPv6 address without its brackets), else the address the connection came in on.
+_PLAIN_HOSTNAME = TwistedRequest.getRequestHostname
+_HOST_HEADER = re.compile(rb"^\[?(.*?)\]?(?::\d+)?$")
+
+
+def _is_secure(request: Any) -> bool:
+    """``request.isSecure()``, asking the channel's transport once per connection."""
+    if type(request).isSecure is not _PLAIN_IS_SECURE or request._forceSSL:
+        return bool(request.isSecure())
+    channel = request.channel
+    if channel is None:
+        return False
+    secure: bool | None = getattr(channel, "_txgreen_secure", None)
+    if secure is None:
+        secure = bool(channel.isSecure())
+        with contextlib.suppress(AttributeError):
+            channel._txgreen_secure = secure
+    return secure
+
+
+_PLAIN_IS_SECURE = TwistedRequest.isSecure
 
 
 # -- one request --------------------------------------------------------------------------------
@@ -196,8 +293,10 @@ class _Response:
         self.declared_length: int | None = None
         self.sent = 0
         self.gone: BaseException | None = None  # why the client went away, once it has
-        self._writable = Event()
-        self._writable.set()
+        # The gate the green thread passes after each write: closed while Twisted has paused
+        # us (the client reads slowly); the waiter of the green thread waiting at it, if any.
+        self._paused = False
+        self._gate: Waiter | None = None
         request.notifyFinish().addErrback(self._lost)
 
     # -- reactor side (the hub) -----------------------------------------------------------------
@@ -210,19 +309,37 @@ class _Response:
             value = reason.value
             assert value is not None
             self.gone = own_error(value)
-        self._writable.set()
+        self._open()
 
     def pauseProducing(self) -> None:
-        self._writable.clear()
+        self._paused = True
 
     def resumeProducing(self) -> None:
-        self._writable.set()
+        self._open()
 
     def stopProducing(self) -> None:
         # The connection is being lost (notifyFinish's errback follows with the reason).
         if self.gone is None:
             self.gone = ConnectionLost("the connection was closed during the response")
-        self._writable.set()
+        self._open()
+
+    def _open(self) -> None:
+        """Open the gate: wake the green thread if it waits there (never switching to it)."""
+        self._paused = False
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            gate.resume_later(None)
+
+    def _wait_writable(self) -> None:
+        """In the green thread: wait until the gate opens (a kill is raised here)."""
+        cur, hub = current_hub_and_greenlet("WSGI response write")
+        gate = self._gate = Waiter(hub, cur)
+        try:
+            hub.wait(gate)
+        finally:
+            if self._gate is gate:
+                self._gate = None
 
     # -- the environ ----------------------------------------------------------------------------
 
@@ -246,12 +363,12 @@ class _Response:
             "SCRIPT_NAME": script_name.decode("latin-1"),
             "PATH_INFO": path,
             "QUERY_STRING": query.decode("latin-1"),
-            "SERVER_NAME": request.getRequestHostname().decode("latin-1"),
+            "SERVER_NAME": "",
             "SERVER_PORT": str(getattr(host, "port", 0)),
             "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
             "REMOTE_ADDR": str(getattr(client, "host", "")),
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "https" if request.isSecure() else "http",
+            "wsgi.url_scheme": "https" if _is_secure(request) else "http",
             "wsgi.input": body,
             "wsgi.input_terminated": True,
             "wsgi.errors": _ErrorStream(method, path),
@@ -263,13 +380,20 @@ class _Response:
         remote_port = getattr(client, "port", None)
         if remote_port is not None:
             env["REMOTE_PORT"] = str(remote_port)
+        names = _ENV_NAMES
+        host_header: bytes | None = None
         for raw_name, raw_values in request.requestHeaders.getAllRawHeaders():
-            name = raw_name.decode("latin-1").upper().replace("-", "_")
-            values = [v.decode("latin-1") for v in raw_values]
-            if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                env[name] = values[0]
+            name = names.get(raw_name)
+            if name is None:
+                name = _env_name(raw_name)
+            if len(raw_values) == 1 or name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                env[name] = raw_values[0].decode("latin-1")
             else:
-                env["HTTP_" + name] = ("; " if name == "COOKIE" else ", ").join(values)
+                values = [v.decode("latin-1") for v in raw_values]
+                env[name] = ("; " if name == "HTTP_COOKIE" else ", ").join(values)
+            if name == "HTTP_HOST":
+                host_header = raw_values[-1]
+        env["SERVER_NAME"] = _server_name(request, host_header).decode("latin-1")
         if "CONTENT_LENGTH" not in env and body_length:
             # A chunked request body: twisted.web has read it all, so its length is known.
             env["CONTENT_LENGTH"] = str(body_length)
@@ -297,12 +421,8 @@ class _Response:
                 "handler may call it again, passing exc_info=sys.exc_info()"
             )
         status = _check_status(status)
-        headers = _check_headers(headers)
-        declared = None
-        for name, value in headers:
-            if name.lower() == "content-length":
-                declared = int(value)
-        self.status, self.headers, self.declared_length = status, list(headers), declared
+        self.headers, self.declared_length = _check_headers(headers)
+        self.status = status
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -323,22 +443,26 @@ class _Response:
 
     def _send(self, data: bytes) -> None:
         """Send the headers if they have not gone out, then ``data``; wait while paused."""
-        if not self.headers_sent:
-            self._send_headers()
         if data:
             declared = self.declared_length
             if declared is not None and self.sent + len(data) > declared:
+                if not self.headers_sent:
+                    self._send_headers()
                 raise RuntimeError(
                     f"the application sent more than the {declared} bytes it declared in its "
                     "Content-Length header"
                 )
+            if not self.headers_sent:
+                self._send_headers(write=False)  # Twisted writes them with the data
             self.sent += len(data)
             self.request.write(data)
-        if not self._writable.is_set():
-            self._writable.wait()  # the client reads slowly: wait until its buffer drains
+        elif not self.headers_sent:
+            self._send_headers()
+        if self._paused:
+            self._wait_writable()  # the client reads slowly: wait until its buffer drains
 
-    def _send_headers(self) -> None:
-        """Hand the status and headers to the request (Twisted writes them with the body)."""
+    def _send_headers(self, write: bool = True) -> None:
+        """Hand the status and headers to the request; send them now if ``write``."""
         assert self.status is not None
         request: Any = self.request
         code, _, reason = self.status.partition(" ")
@@ -346,18 +470,26 @@ class _Response:
         request.defaultContentType = None  # no Content-Type unless the application gives one
         grouped: dict[str, tuple[bytes, list[bytes]]] = {}
         for name, value in self.headers:
-            entry = grouped.setdefault(name.lower(), (name.encode("latin-1"), []))
-            entry[1].append(value.encode("latin-1"))
+            key = name.lower()
+            entry = grouped.get(key)
+            if entry is None:
+                grouped[key] = (name.encode("latin-1"), [value.encode("latin-1")])
+            else:
+                entry[1].append(value.encode("latin-1"))
+        set_raw = request.responseHeaders.setRawHeaders
         for raw_name, values in grouped.values():
             # setRawHeaders replaces Twisted's own defaults (Server, Date) when the app sets them.
-            request.responseHeaders.setRawHeaders(raw_name, values)
+            set_raw(raw_name, values)
         self.headers_sent = True
-        request.write(b"")
+        if write:
+            request.write(b"")
 
     # -- the green thread -----------------------------------------------------------------------
 
     def run(self) -> None:
         """Run the application and send its response (the body of the request's green thread)."""
+        if self.gone is not None:
+            return  # the client left before this green thread started: no application call
         environ: _Environ = {}
         result: Iterable[bytes] | None = None
         try:
@@ -510,18 +642,31 @@ def _close(result: Iterable[bytes]) -> None:
 # -- the resource -------------------------------------------------------------------------------
 
 
+# A green thread that has served a request waits this long (seconds) for the next one before
+# it ends, and at most this many wait at once: see WSGIResource.
+IDLE_SECONDS = 0.05
+MAX_IDLE = 128
+
+
 class WSGIResource(Resource):
     """A twisted.web resource that serves a WSGI application, each request in a green thread.
 
     Put it anywhere in a resource tree (or make it a ``Site``'s root): it is a leaf, so the
     path segments already consumed on the way to it become ``SCRIPT_NAME`` and the rest
-    ``PATH_INFO``.  For each request ``render()`` spawns a green thread that calls
-    ``application(environ, start_response)`` and writes the body it returns, and returns
-    ``NOT_DONE_YET`` at once.  The application may block with ``txgreen.block_on``,
-    ``txgreen.sleep`` or ``txgreen.call_in_thread``: only its own request waits.
+    ``PATH_INFO``.  For each request ``render()`` hands the request to a green thread that
+    calls ``application(environ, start_response)`` and writes the body it returns, and returns
+    ``NOT_DONE_YET``.  The application may block with ``txgreen.block_on``, ``txgreen.sleep``
+    or ``txgreen.call_in_thread``: only its own request waits.  Each request runs in a fresh
+    copy of the ``contextvars`` context ``render()`` was called in.
 
     ``threads`` is a :class:`txgreen.Group` of the green threads serving requests right now
     (kill it to abort them, join it to wait for them).
+
+    A green thread that has answered its request waits up to ``IDLE_SECONDS`` (0.05 s) for
+    the next request before it ends (at most ``MAX_IDLE`` wait at once): under load, requests
+    reuse green threads instead of paying for a new one each (creating a greenlet costs more
+    than the rest of the container's work on a small request, see docs/serving.md).  Such a
+    waiting thread is not in ``threads``.
 
     ``reactor`` is accepted for symmetry with Twisted's own ``WSGIResource``; green threads
     run on the reactor of txgreen's hub (the global one), so it must be that reactor.
@@ -540,13 +685,88 @@ class WSGIResource(Resource):
         self.application = application
         self.reactor = hub_reactor
         self.threads = Group()
+        # Green threads waiting for a request: (their waiter, since when), oldest first.
+        self._idle: list[tuple[Waiter, float]] = []
+        self._reaper: Any = None  # the DelayedCall that ends threads idle for too long
 
     def __repr__(self) -> str:
         return f"<txgreen.WSGIResource of {self.application!r}, {len(self.threads)} running>"
 
     def render(self, request: Request) -> int:
-        """Start serving ``request`` in a new green thread; return ``NOT_DONE_YET``."""
+        """Hand ``request`` to a green thread; return ``NOT_DONE_YET``.
+
+        Called by twisted.web in the hub (the reactor's callback for the request's data), the
+        green thread starts at once and runs until it first waits or ends, as a native
+        resource's ``render`` would; called anywhere else, or while other green threads are
+        ready to run, it starts on the hub's next turn, behind them.
+        """
         response = _Response(self.application, request)
-        response.request.registerProducer(response, True)
-        self.threads.spawn(response.run)
+        request.registerProducer(response, True)  # type: ignore[no-untyped-call]
+        job = (response, contextvars.copy_context())
+        idle = self._idle
+        while idle:
+            waiter = idle.pop()[0]
+            if waiter.active:
+                self.threads._add_now(waiter.greenlet)  # type: ignore[arg-type]
+                waiter.resume(job)  # (switches to it at once when render() may)
+                return NOT_DONE_YET
+        thread = _new_thread(self._serve, (job,), {}, "WSGIResource")
+        self.threads._add_now(thread)
+        hub = thread.hub
+        if (
+            (not hub._ready or hub._draining)
+            and not hub._dispatching
+            and getcurrent() is hub.greenlet
+        ):
+            thread._begin()
+        else:
+            hub.schedule(thread._begin, None)
         return NOT_DONE_YET
+
+    def _serve(self, job: tuple[_Response, contextvars.Context] | None) -> None:
+        """The body of a green thread that serves requests: this one, then the next ones."""
+        cur, hub = current_hub_and_greenlet("WSGIResource")
+        threads = self.threads
+        while job is not None:
+            response, context = job
+            job = None
+            try:
+                context.run(response.run)
+            finally:
+                threads.discard(cur)  # type: ignore[arg-type]
+            del response, context
+            idle = self._idle
+            if len(idle) >= MAX_IDLE or hub.state is STOPPED:
+                return
+            waiter = Waiter(hub, cur)
+            idle.append((waiter, time.monotonic()))
+            if self._reaper is None:
+                self._reaper = hub.reactor.callLater(IDLE_SECONDS, self._reap)
+            try:
+                job = hub.wait(waiter)
+            except BaseException as e:
+                self._forget(waiter)
+                if isinstance(e, GreenletExit | ReactorStopped):
+                    return  # killed while idle, or the reactor stops: no request was lost
+                raise
+
+    def _forget(self, waiter: Waiter) -> None:
+        for i, (w, _) in enumerate(self._idle):
+            if w is waiter:
+                del self._idle[i]
+                return
+
+    def _reap(self) -> None:
+        """End the green threads that have waited ``IDLE_SECONDS`` for a request."""
+        self._reaper = None
+        idle = self._idle
+        cutoff = time.monotonic() - IDLE_SECONDS
+        stale = 0
+        while stale < len(idle) and idle[stale][1] <= cutoff:
+            stale += 1
+        ended, idle[:stale] = idle[:stale], []
+        for waiter, _ in ended:
+            waiter.resume_later(None)
+        if idle:
+            delay = max(idle[0][1] - cutoff, 0.0)
+            self._reaper = self.reactor.callLater(delay, self._reap)
