@@ -211,3 +211,14 @@ def test_current_thread_is_where_send_reaches() -> None:
 def test_current_thread_in_the_hub_is_a_named_error() -> None:
     with pytest.raises(NotAGreenThread, match=r"txgreen\.current_thread\(\) needs a green thread"):
         txgreen.current_thread()
+
+
+def test_a_cancel_scope_ends_a_receive_and_leaves_no_waiter() -> None:
+    box = Mailbox()
+    with txgreen.move_on_after(0.02) as scope:
+        box.receive()
+    assert scope.cancelled_caught
+    assert not box._waiters
+    with txgreen.move_on_after(0.02) as scope:
+        receive(match=lambda m: m == "never")
+    assert scope.cancelled_caught

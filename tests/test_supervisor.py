@@ -382,3 +382,13 @@ def test_a_tree_at_program_end(mode: str, reactor_name: str) -> None:
     else:
         assert done.returncode == 0
         assert lines[-1] == "exited; starts {'a': 1, 'b': 1}"
+
+
+def test_a_supervisor_in_a_task_group_is_stopped_with_it() -> None:
+    w = Worker()
+    sup = Supervisor([ChildSpec("w", w)])
+    with txgreen.move_on_after(0.1), txgreen.TaskGroup() as tg:
+        tg.spawn(sup.run)
+    assert sup.running_thread is None
+    assert w.starts == 1
+    assert sup.count_children()["active"] == 0
