@@ -17,7 +17,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 # What the real-library tests need from the system: Debian's redis-server (the Redis tests start
 # one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver);
-# wrk, the HTTP load generator of benchmarks/bench_wsgi_wrk.py.
+# wrk, the HTTP load generator of benchmarks/bench_wsgi_wrk.py; curl (tests/web/test_real_apps.py
+# drives the served Flask and Django apps with it too).
 # Installed with apt-get when missing and apt-get is there (through sudo unless root); otherwise
 # this says how, and those tests fail with the same advice.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -27,6 +28,7 @@ services:
 		|| missing="$$missing redis-server"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	$(BIN)/python -c "import psycopg" >/dev/null 2>&1 || missing="$$missing libpq5"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
 		echo "installing$$missing with apt-get"; \

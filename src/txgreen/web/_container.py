@@ -621,7 +621,10 @@ class _Response:
     def _abort(self) -> None:
         request: Any = self.request
         if request.channel is not None:
-            request.transport.abortConnection()
+            # HTTP/2: the request has no transport; its channel is its stream, and aborting
+            # that resets this stream only (RST_STREAM), not the connection's other streams.
+            transport = request.transport if request.transport is not None else request.channel
+            transport.abortConnection()
 
 
 def _close(result: Iterable[bytes]) -> None:

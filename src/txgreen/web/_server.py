@@ -28,7 +28,6 @@ from typing import IO, Any
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.http import Request
 
 from txgreen._block import block_on
@@ -165,6 +164,13 @@ class _ServerSite(GreenSite):
 # -- the server ---------------------------------------------------------------------------------
 
 
+def _is_tls(factory: object) -> bool:
+    # twisted.protocols.tls needs pyOpenSSL (Twisted's [tls] extra), which a plain install of
+    # txgreen lacks: a TLS port exists only if it was importable, so only then can it match.
+    tls = sys.modules.get("twisted.protocols.tls")
+    return tls is not None and isinstance(factory, tls.TLSMemoryBIOFactory)
+
+
 def url_of(port: Any) -> str:
     """The URL a listening port is reached at: ``http://HOST:PORT``, ``https://`` for TLS,
     ``unix:/path`` for a UNIX socket."""
@@ -175,7 +181,7 @@ def url_of(port: Any) -> str:
     host = address.host
     if ":" in host:
         host = f"[{host}]"
-    scheme = "https" if isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory) else "http"
+    scheme = "https" if _is_tls(getattr(port, "factory", None)) else "http"
     return f"{scheme}://{host}:{address.port}"
 
 
