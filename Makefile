@@ -78,6 +78,7 @@ bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_green_socket.py --smoke
 	$(BIN)/python benchmarks/bench_requests.py --smoke
 	$(BIN)/python benchmarks/bench_redis.py --smoke
+	$(BIN)/python benchmarks/bench_supervision.py --smoke
 
 # The package as users get it: sdist and wheel built, the wheel installed without extras into
 # fresh environments (every CPython >= 3.10 found, and the lowest pinned versions), a program run.
@@ -97,6 +98,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_green_socket.py
 	$(BIN)/python benchmarks/bench_requests.py
 	$(BIN)/python benchmarks/bench_redis.py
+	$(BIN)/python benchmarks/bench_supervision.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict

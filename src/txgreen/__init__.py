@@ -26,6 +26,14 @@ from txgreen._greenthread import (
 )
 from txgreen._hub import get_hub
 from txgreen._lock import BoundedSemaphore, Lock, RLock, Semaphore
+from txgreen._mailbox import (
+    Mailbox,
+    MailboxFull,
+    NotAGreenThread,
+    current_thread,
+    receive,
+    send,
+)
 from txgreen._monitor import (
     BlockingReport,
     BlockingWatch,
@@ -34,6 +42,18 @@ from txgreen._monitor import (
     watch_blocking_from_env,
 )
 from txgreen._pool import Group, Pool, PoolFull, joinall, killall
+from txgreen._process import (
+    Down,
+    Exit,
+    ExitSignal,
+    MonitorRef,
+    demonitor,
+    link_exit,
+    spawn_link,
+    spawn_monitor,
+    trap_exits,
+    unlink_exit,
+)
 from txgreen._protocols import (
     CallbackQueue,
     CallbackQueueClosed,
@@ -87,6 +107,14 @@ from txgreen.green._patch import patch, patched, unpatch
 
 if TYPE_CHECKING:
     from txgreen._service import GreenService
+    from txgreen._supervisor import (
+        ChildInfo,
+        ChildSpec,
+        RestartIntensityExceeded,
+        Supervisor,
+        SupervisorError,
+        SupervisorNotRunning,
+    )
     from txgreen.web import WSGIResource, serve_wsgi
 else:
     # ``txgreen.green`` is both the @green decorator and the green standard library package
@@ -94,10 +122,16 @@ else:
     # that importing one of its modules later (which sets the attribute) changes nothing.
     from txgreen import green
 
-# Imported on first use: the WSGI container pulls in twisted.web, GreenService
+# Imported on first use: the WSGI container pulls in twisted.web, GreenService and Supervisor
 # twisted.application, which most programs never need.
 _LAZY = {
+    "ChildInfo": "txgreen._supervisor",
+    "ChildSpec": "txgreen._supervisor",
     "GreenService": "txgreen._service",
+    "RestartIntensityExceeded": "txgreen._supervisor",
+    "Supervisor": "txgreen._supervisor",
+    "SupervisorError": "txgreen._supervisor",
+    "SupervisorNotRunning": "txgreen._supervisor",
     "WSGIResource": "txgreen.web",
     "serve_wsgi": "txgreen.web",
 }
@@ -128,11 +162,16 @@ __all__ = [
     "Cancelled",
     "Channel",
     "ChannelClosed",
+    "ChildInfo",
+    "ChildSpec",
     "ConcurrentReadError",
     "ConcurrentWaitError",
     "DaemonThreadPool",
+    "Down",
     "Empty",
     "Event",
+    "Exit",
+    "ExitSignal",
     "Full",
     "GreenGenerator",
     "GreenService",
@@ -146,7 +185,11 @@ __all__ = [
     "LineTooLong",
     "Listener",
     "Lock",
+    "Mailbox",
+    "MailboxFull",
+    "MonitorRef",
     "NeverRanWarning",
+    "NotAGreenThread",
     "NotInReactorThreadError",
     "PatchWarning",
     "Pool",
@@ -157,11 +200,15 @@ __all__ = [
     "RLock",
     "ReactorAlreadyRunning",
     "ReactorStopped",
+    "RestartIntensityExceeded",
     "Semaphore",
     "Stream",
     "StreamClosed",
     "StreamError",
     "StreamTimeout",
+    "Supervisor",
+    "SupervisorError",
+    "SupervisorNotRunning",
     "TaskGroup",
     "TaskStatus",
     "TestDeadlineExceeded",
@@ -180,26 +227,35 @@ __all__ = [
     "callback_queue",
     "connect",
     "connect_protocol",
+    "current_thread",
     "defer_to_green",
+    "demonitor",
     "fail_after",
     "generator",
     "get_hub",
     "green",
     "joinall",
     "killall",
+    "link_exit",
     "listen",
     "move_on_after",
     "patch",
     "patched",
+    "receive",
     "run",
     "run_in_hub",
+    "send",
     "serve",
     "serve_wsgi",
     "set_thread_pool_size",
     "sleep",
     "spawn",
     "spawn_later",
+    "spawn_link",
+    "spawn_monitor",
     "threaded",
+    "trap_exits",
+    "unlink_exit",
     "unpatch",
     "watch_blocking",
     "watch_blocking_from_env",

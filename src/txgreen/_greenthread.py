@@ -23,6 +23,9 @@ from txgreen.errors import NotInReactorThreadError, ReactorStopped
 if TYPE_CHECKING:
     from twisted.internet.base import DelayedCall
 
+    from txgreen._mailbox import Mailbox
+    from txgreen._process import MonitorRef
+
 __all__ = [
     "GreenThread",
     "current_hub_and_greenlet",
@@ -102,7 +105,8 @@ class GreenThread(_greenlet, Generic[T]):
     """
 
     # Slots keep a thread's own fields out of a per-instance dict (464 bytes for these 13
-    # names); greenlet's __dict__ stays available for attributes that callers add.
+    # names; _mailbox, made on first use by txgreen._mailbox, is one more pointer); greenlet's
+    # __dict__ stays available for attributes that callers add.
     __slots__ = (
         "_args",
         "_done",
@@ -111,6 +115,7 @@ class GreenThread(_greenlet, Generic[T]):
         "_kill_exc",
         "_kwargs",
         "_links",
+        "_mailbox",
         "_reporter",
         "_spare",
         "_start_call",
@@ -146,6 +151,7 @@ class GreenThread(_greenlet, Generic[T]):
         self._kill_exc: BaseException | None = None
         self._links: list[Callable[[GreenThread[T]], object] | Waiter] | None = []
         self._reporter: _UnretrievedError | None = None
+        self._mailbox: Mailbox | None = None  # txgreen._mailbox, on first send/receive
         self._start_call: DelayedCall | None = None
         # The waiter of this thread's last wait: it is parked while that waiter is active.
         self._waiter: Waiter | None = None
@@ -197,6 +203,7 @@ class GreenThread(_greenlet, Generic[T]):
     def _finish(self, value: Any, exc: BaseException | None) -> None:
         self._done = True
         self._spare = self._waiter = None  # (they refer back to this thread)
+        self._mailbox = None  # messages to a thread that has ended are dropped (Erlang's rule)
         hub = self.hub
         hub.threads.pop(self, None)
         if hub._pending:
@@ -306,6 +313,19 @@ class GreenThread(_greenlet, Generic[T]):
         """Remove a callback added with :meth:`link` (no error if it is not there)."""
         if self._links is not None and callback in self._links:
             self._links.remove(callback)
+
+    def monitor(self, to: GreenThread[Any] | Mailbox | None = None) -> MonitorRef:
+        """Watch this thread: one ``(ref, thread, reason)`` message when it ends; return ``ref``.
+
+        The message (a :class:`txgreen.Down`) goes to the mailbox of the calling green thread,
+        or of ``to`` (a green thread or a :class:`txgreen.Mailbox`), however the thread ends:
+        ``reason`` is ``None`` after a return, else the exception (the ``GreenletExit``
+        instance after a plain :meth:`kill`).  A thread that has already ended is reported at
+        once.  Erlang's ``erlang:monitor(process, Pid)``; stop with ``txgreen.demonitor(ref)``.
+        """
+        from txgreen._process import monitor  # (the process layer builds on this module)
+
+        return monitor(self, to)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the thread finishes; True if it did, False if ``timeout`` passed first."""
