@@ -288,14 +288,7 @@ class CancelScope:
 
     def _recheck(self, g: _greenlet) -> None:
         """After ``g`` left a scope: deliver what a shield (or its entry) held back."""
-        scope = _innermost.get(g)
-        while scope is not None:
-            if scope._cancel_called:
-                scope._send(g)
-                return
-            if scope._shield:
-                return
-            scope = scope._parent
+        _deliver_pending(_innermost.get(g), g)
 
     def _forget(self, g: _greenlet) -> None:
         """``g`` (a task group's thread) has ended: drop what this scope knows of it."""
@@ -309,14 +302,7 @@ class CancelScope:
         scope already is."""
         self._members.add(g)
         _innermost[g] = self
-        scope: CancelScope | None = self
-        while scope is not None:
-            if scope._cancel_called:
-                scope._send(g)
-                return
-            if scope._shield:
-                return
-            scope = scope._parent
+        _deliver_pending(self, g)
 
     # -- the deadline --------------------------------------------------------------------------
 
@@ -376,3 +362,15 @@ def fail_after(seconds: float, *, shield: bool = False) -> CancelScope:
     deadline) and the Timeout appears at the end of the block.
     """
     return _FailAfter(seconds, shield)
+
+
+def _deliver_pending(scope: CancelScope | None, g: _greenlet) -> None:
+    """Send ``g`` the cancellation of the nearest cancelled scope from ``scope`` outwards,
+    unless a shield comes first."""
+    while scope is not None:
+        if scope._cancel_called:
+            scope._send(g)
+            return
+        if scope._shield:
+            return
+        scope = scope._parent
