@@ -33,6 +33,12 @@ N = 100  # clients per concurrency proof (unless a test says)
 DELAY = 0.2  # seconds the server takes to answer each one (unless a test says)
 PERIOD = 0.02  # the ticker's period
 JITTER = 0.2  # the most the ticker may deviate from its period (p90), as a fraction of it
+# Over TLS both ends' handshakes run in the reactor's thread (client and server are in this
+# process): ~2.5 ms of CPU per client on the CI machine, which the reactor runs in batches of
+# the connections ready at once, so ticks legitimately wait up to a batch (~20 ms: p90 jitter
+# 45-90 % measured on a quiet 2-core VM, at 3f42623 as now). A call that blocked the reactor
+# while its server waited would still leave a gap of the server's delay: check_concurrent.
+TLS_JITTER = 1.0
 ATTEMPTS = 5  # measurements of the ticker before its jitter fails the test
 SPREAD = 0.18  # the clients start within this many seconds (1.8 ms apart)
 
@@ -101,11 +107,12 @@ class Proof:
         assert len(self.intervals) >= self.elapsed / PERIOD / 2, self.summary()
         assert max(self.intervals) < self.delay / 2, self.summary()
 
-    def check(self) -> None:
-        """All of :meth:`check_concurrent`, and the ticker kept its period."""
+    def check(self, jitter: float = JITTER) -> None:
+        """All of :meth:`check_concurrent`, and the ticker kept its period (p90 deviation under
+        ``jitter``; :data:`TLS_JITTER` where TLS handshakes run in the reactor's thread)."""
         print("\n" + self.summary())
         self.check_concurrent()
-        assert self.jitter < JITTER, self.summary()
+        assert self.jitter < jitter, self.summary()
 
 
 def most_at_once(spans: Iterable[tuple[float, float]]) -> int:
@@ -121,6 +128,7 @@ def concurrently(
     spread: float = SPREAD,
     reset: Callable[[], None] = lambda: None,
     delay: float = DELAY,
+    jitter: float = JITTER,
 ) -> tuple[list[V], Proof]:
     """Run ``client(0)`` ... ``client(n - 1)`` each in its own green thread, with a ticker.
 
@@ -134,7 +142,7 @@ def concurrently(
         results, proof = _measure(name, client, n, spread, delay)
         proof = dataclasses.replace(proof, attempt=attempt)
         proof.check_concurrent()
-        if proof.jitter < JITTER:
+        if proof.jitter < jitter:
             break
         print(f"\n{proof.summary()}: the ticker was disturbed, measuring again")
     return results, proof

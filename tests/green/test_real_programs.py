@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import pytest
 from certs import Pki, make_pki
-from concurrency_proof import DELAY, concurrently, patched_for_test
+from concurrency_proof import DELAY, TLS_JITTER, concurrently, patched_for_test
 from real_servers import listening, slow_http_server, slow_smtp_server
 from twisted.internet import protocol, reactor
 
@@ -127,12 +127,13 @@ def test_https_with_urllib_hundred_clients_at_once(pki: Pki) -> None:
                 "urllib.request.urlopen (HTTPS)",
                 lambda i: get_with_urllib(f"https://127.0.0.1:{server.port}/page/{i}"),
                 reset=server.reset,
+                jitter=TLS_JITTER,
             )
             assert pages == expected_pages()
             assert server.connections == N
     finally:
         urllib.request.install_opener(None)
-    proof.check()
+    proof.check(TLS_JITTER)
 
 
 def test_https_with_http_client_hundred_clients_at_once(pki: Pki) -> None:
@@ -145,10 +146,11 @@ def test_https_with_http_client_hundred_clients_at_once(pki: Pki) -> None:
                 f"/page/{i}",
             ),
             reset=server.reset,
+            jitter=TLS_JITTER,
         )
         assert pages == expected_pages()
         assert server.connections == N
-    proof.check()
+    proof.check(TLS_JITTER)
 
 
 def test_https_refuses_a_server_the_context_does_not_trust(pki: Pki) -> None:

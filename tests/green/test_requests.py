@@ -25,7 +25,7 @@ import pytest
 import requests
 import requests.adapters
 from certs import Pki, make_pki
-from concurrency_proof import concurrently, patched_for_test
+from concurrency_proof import TLS_JITTER, concurrently, patched_for_test
 from local_services import free_port
 from real_servers import Served, listening, slow_http_server
 from twisted.internet.interfaces import IPullProducer
@@ -102,10 +102,11 @@ def test_fifty_clients_over_https(pki: Pki) -> None:
             n=N,
             delay=DELAY,
             reset=reset,
+            jitter=TLS_JITTER,
         )
         assert pages == expected_pages()
         assert served.connections == N
-    proof.check()
+    proof.check(TLS_JITTER)
 
 
 def test_https_refuses_a_server_the_client_does_not_trust(pki: Pki) -> None:
