@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchutil import cpu_seconds, stop_server, versions_line
+from benchutil import cpu_seconds, native_hello, stop_server, versions_line
 
 WAIT = 0.05
 CONNS = (1, 100)
@@ -184,7 +184,6 @@ def overhead(loops: int, repeats: int) -> None:
 
     epollreactor.install()  # type: ignore[no-untyped-call]
     from twisted.internet.testing import StringTransport
-    from twisted.web.resource import Resource
     from twisted.web.server import Site
 
     import txgreen
@@ -192,17 +191,6 @@ def overhead(loops: int, repeats: int) -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", _headers())
         return [BODY]
-
-    class Native(Resource):
-        isLeaf = True
-
-        def __init__(self) -> None:
-            Resource.__init__(self)  # type: ignore[no-untyped-call]
-
-        def render_GET(self, request: Any) -> bytes:
-            for name, value in _headers():
-                request.setHeader(name.encode(), value.encode())
-            return BODY
 
     def per_request(resource: Any) -> float:
         site: Any = Site(resource)  # type: ignore[no-untyped-call]
@@ -224,10 +212,10 @@ def overhead(loops: int, repeats: int) -> None:
     def main() -> None:
         native: list[float] = []
         green: list[float] = []
-        per_request(Native())  # warm-up
+        per_request(native_hello(BODY, _headers()))  # warm-up
         per_request(txgreen.WSGIResource(app))
         for _ in range(repeats):
-            native.append(per_request(Native()))
+            native.append(per_request(native_hello(BODY, _headers())))
             green.append(per_request(txgreen.WSGIResource(app)))
         print(f"{statistics.median(native) * 1e6:.1f} {statistics.median(green) * 1e6:.1f}")
 

@@ -45,6 +45,7 @@ from benchutil import (
     cpu_seconds,
     for_reference,
     free_port,
+    native_hello,
     ratio_line,
     rotated,
     stop_server,
@@ -124,23 +125,10 @@ def serve_native(app: str) -> None:
 
     epollreactor.install()  # type: ignore[no-untyped-call]
     from twisted.internet import reactor as _reactor
-    from twisted.web.resource import Resource
     from twisted.web.server import Site
 
     reactor: Any = _reactor
-
-    class Hello(Resource):
-        isLeaf = True
-
-        def __init__(self) -> None:
-            Resource.__init__(self)  # type: ignore[no-untyped-call]
-
-        def render_GET(self, request: Any) -> bytes:
-            for name, value in _headers():
-                request.setHeader(name.encode(), value.encode())
-            return BODY
-
-    site: Any = Site(Hello())  # type: ignore[no-untyped-call]
+    site: Any = Site(native_hello(BODY, _headers()))  # type: ignore[no-untyped-call]
     site.log = _no_access_log
     port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
     _announce(port.getHost().port)

@@ -127,3 +127,23 @@ def run_child(cmd: Sequence[str], timeout: float) -> str:
             f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{proc.stderr.strip()}"
         )
     return proc.stdout
+
+
+def native_hello(body: bytes, headers: Sequence[tuple[str, str]]) -> object:
+    """A native twisted.web ``Resource`` answering every GET with ``body`` and ``headers``:
+    the floor the WSGI benchmarks measure txgreen's container against.  (twisted.web is
+    imported here, after the caller has installed its reactor.)"""
+    from twisted.web.resource import Resource
+
+    class Hello(Resource):
+        isLeaf = True
+
+        def __init__(self) -> None:
+            Resource.__init__(self)  # type: ignore[no-untyped-call]
+
+        def render_GET(self, request: object) -> bytes:
+            for name, value in headers:
+                request.setHeader(name.encode(), value.encode())  # type: ignore[attr-defined]
+            return body
+
+    return Hello()

@@ -31,3 +31,14 @@ def unhandled() -> Iterator[list[LogEvent]]:
     gc.collect()  # flush the garbage of earlier tests first
     with log_events(is_unhandled_deferred_error) as events:
         yield events
+
+
+@pytest.fixture
+def no_scope_left_behind() -> Iterator[None]:
+    """The test leaves the cancel scopes' bookkeeping as it found it (nothing refers to a
+    thread); tests/test_cancel.py and tests/test_taskgroup.py use it for every test."""
+    from txgreen._cancel import _innermost
+
+    before = dict(_innermost)
+    yield
+    assert _innermost == before

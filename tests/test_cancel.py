@@ -8,7 +8,6 @@ end, never two close real times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,20 +18,13 @@ from twisted.python.failure import Failure
 
 import txgreen
 from txgreen import Cancelled, CancelScope, Timeout, block_on, sleep, spawn
-from txgreen._cancel import _innermost
+
+pytestmark = pytest.mark.usefixtures("no_scope_left_behind")
 
 R: Any = reactor
 
 SHORT = 0.01
 LONG = 30.0
-
-
-@pytest.fixture(autouse=True)
-def no_scope_left_behind() -> Iterator[None]:
-    """Every test leaves the scopes' bookkeeping as it found it (nothing refers to a thread)."""
-    before = dict(_innermost)
-    yield
-    assert _innermost == before
 
 
 def never() -> Deferred[Any]:

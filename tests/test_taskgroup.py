@@ -10,7 +10,7 @@ body's included; the parent's cancellation cancels the tasks first) and trio for
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -30,26 +30,19 @@ from txgreen import (
     sleep,
     spawn,
 )
-from txgreen._cancel import _innermost
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup, ExceptionGroup
 else:  # pragma: no cover - Python 3.10
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
+pytestmark = pytest.mark.usefixtures("no_scope_left_behind")
+
 R: Any = reactor
 E = TypeVar("E", bound=BaseException)
 
 SHORT = 0.01
 LONG = 30.0
-
-
-@pytest.fixture(autouse=True)
-def no_scope_left_behind() -> Iterator[None]:
-    """Every test leaves the scopes' bookkeeping as it found it (nothing refers to a thread)."""
-    before = dict(_innermost)
-    yield
-    assert _innermost == before
 
 
 class Boom(Exception):
