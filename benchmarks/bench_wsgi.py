@@ -34,7 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchutil import cpu_seconds, native_hello, stop_server, versions_line
+from benchutil import (
+    cpu_seconds,
+    native_hello,
+    start_announcing_child,
+    stop_server,
+    versions_line,
+)
 
 WAIT = 0.05
 CONNS = (1, 100)
@@ -226,17 +232,9 @@ def overhead(loops: int, repeats: int) -> None:
 
 
 def start_server(kind: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", kind],
-        stdout=subprocess.PIPE,
-        text=True,
+    return start_announcing_child(
+        [sys.executable, str(Path(__file__).resolve()), "--serve", kind], kind
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("port "):
-        proc.kill()
-        raise RuntimeError(f"the {kind} server did not start (it printed {line!r})")
-    return proc, int(line.split()[1])
 
 
 def drive(port: int, conns: int, seconds: float) -> float:

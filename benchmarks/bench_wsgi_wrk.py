@@ -48,6 +48,7 @@ from benchutil import (
     native_hello,
     ratio_line,
     rotated,
+    start_announcing_child,
     stop_server,
     version,
 )
@@ -221,17 +222,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[str], what: str) -> None:
 def start_server(kind: str, app: str) -> tuple[subprocess.Popen[str], int]:
     """Start server ``kind`` serving ``app`` ("hello" or "sleep"); its process and port."""
     if kind in SERVE:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", kind, app],
-            stdout=subprocess.PIPE,
-            text=True,
+        return start_announcing_child(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", kind, app], kind
         )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("port "):
-            proc.kill()
-            raise ChildFailed(f"the {kind} server did not start (it printed {line!r})")
-        return proc, int(line.split()[1])
     worker, workers = {
         "gevent": ("gevent", 1),
         "green1": (GREEN_WORKER, 1),

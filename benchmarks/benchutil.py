@@ -113,6 +113,20 @@ class ChildFailed(RuntimeError):
     """A benchmark's child process exited with an error or printed something unexpected."""
 
 
+def start_announcing_child(cmd: Sequence[str], what: str) -> tuple[subprocess.Popen[str], int]:
+    """Start a server child that prints ``port N`` once it listens; its process and port.
+
+    Raises :class:`ChildFailed` (killing the child) if its first line is anything else.
+    """
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("port "):
+        proc.kill()
+        raise ChildFailed(f"the {what} server did not start (it printed {line!r})")
+    return proc, int(line.split()[1])
+
+
 def run_child(cmd: Sequence[str], timeout: float) -> str:
     """Run ``cmd`` (a benchmark's child: a client that measures itself and prints its figures);
     its standard output.  Raises :class:`ChildFailed` with its error output if it fails."""
