@@ -227,6 +227,84 @@ def test_environ_of_a_get_request() -> None:
     assert errors == []
 
 
+def test_environ_per_request_on_a_kept_alive_connection() -> None:
+    # The part of the environ that depends only on the connection is built once per
+    # connection: an application (a proxy-fixing middleware) that changes its environ must not
+    # change the next request's, and each request gets its own method, path and headers.
+    seen: list[tuple[str, str, str, str, str, str]] = []
+
+    def rewriting(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(
+            (
+                environ["REQUEST_METHOD"],
+                environ["PATH_INFO"],
+                environ["wsgi.url_scheme"],
+                environ["REMOTE_ADDR"],
+                environ["SERVER_NAME"],
+                environ.get("HTTP_X_ONE", "-"),
+            )
+        )
+        environ["wsgi.url_scheme"] = "https"  # as ProxyFix does from X-Forwarded-Proto
+        environ["REMOTE_ADDR"] = "203.0.113.7"
+        environ["HTTP_X_ONE"] = "changed"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serving(rewriting) as server:
+        answer = raw(
+            server,
+            b"GET /a HTTP/1.1\r\nHost: one.example:80\r\nX-One: 1\r\n\r\n"
+            b"HEAD /b HTTP/1.1\r\nHost: two.example\r\n\r\n"
+            b"POST /c HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert seen == [
+        ("GET", "/a", "http", "127.0.0.1", "one.example", "1"),
+        ("HEAD", "/b", "http", "127.0.0.1", "two.example", "-"),
+        ("POST", "/c", "http", "127.0.0.1", "127.0.0.1", "-"),  # no Host: the address
+    ]
+
+
+def test_environ_asks_a_request_class_that_overrides_the_connection_methods() -> None:
+    # A Site whose request class answers isSecure / getClientAddress itself (behind a TLS
+    # proxy, say) is asked for every request, not once per connection.
+    from twisted.internet.address import IPv4Address
+    from twisted.web.server import Request as WebRequest
+
+    answers = iter([("198.51.100.1", True), ("198.51.100.2", False)])
+
+    class ProxiedRequest(WebRequest):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+            self.proxied = next(answers)
+
+        def isSecure(self) -> bool:
+            return self.proxied[1]
+
+        def getClientAddress(self) -> Any:
+            return IPv4Address("TCP", self.proxied[0], 1234)
+
+    def who(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']};".encode()]
+
+    site = Site(WSGIResource(validator(who)))  # type: ignore[no-untyped-call]
+    site.requestFactory = ProxiedRequest
+    endpoint = serverFromString(_reactor(), LOCAL)  # type: ignore[no-untyped-call]
+    port = txgreen.block_on(endpoint.listen(site))
+    try:
+        server = Server(port.getHost().port, WSGIResource(who))
+        answer = raw(
+            server,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+    finally:
+        txgreen.block_on(port.stopListening())
+    assert b"198.51.100.1 https;" in answer
+    assert b"198.51.100.2 http;" in answer
+
+
 def test_script_name_and_path_info_inside_a_resource_tree() -> None:
     def paths(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -38,7 +38,6 @@ from greenlet import GreenletExit, getcurrent
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger, LogLevel
-from twisted.python.compat import networkString
 from twisted.python.failure import Failure
 from twisted.web.http import NO_BODY_CODES
 from twisted.web.http import Request as TwistedRequest
@@ -93,9 +92,12 @@ def _latin1(what: str, text: str) -> bytes:
         ) from None
 
 
-def _check_status(status: object) -> str:
-    if type(status) is str and status in _GOOD_STATUSES:
-        return status
+def _check_status(status: object) -> tuple[int, bytes]:
+    """Check the status given to ``start_response``; return its code and reason phrase."""
+    if type(status) is str:
+        parsed = _GOOD_STATUSES.get(status)
+        if parsed is not None:
+            return parsed
     if not isinstance(status, str):
         raise TypeError(
             f"start_response(): status must be a str such as '200 OK', not "
@@ -107,13 +109,15 @@ def _check_status(status: object) -> str:
             "reason phrase, such as '200 OK'"
         )
     _latin1("status", status)
+    code, _, reason = status.partition(" ")
+    parsed = (int(code), reason.encode("latin-1"))
     if len(_GOOD_STATUSES) < _GOOD_NAMES_MAX and type(status) is str:
-        _GOOD_STATUSES.add(status)
-    return status
+        _GOOD_STATUSES[status] = parsed
+    return parsed
 
 
-# Status lines that passed _check_status (bounded, like _GOOD_NAMES below).
-_GOOD_STATUSES: set[str] = set()
+# Status lines that passed _check_status, to their code and reason (bounded, like _GOOD_NAMES).
+_GOOD_STATUSES: dict[str, tuple[int, bytes]] = {}
 
 
 def _check_header(name: object, value: object, item: object) -> str:
@@ -233,43 +237,97 @@ def _env_name(raw_name: bytes) -> str:
     return name
 
 
-def _server_name(request: Any, host_header: bytes | None) -> bytes:
-    """``request.getRequestHostname()``, without looking the Host header up a second time
-    when the request is a plain twisted.web one (a subclass may answer otherwise)."""
+def _server_name(request: Any, host_header: bytes | None) -> str:
+    """``request.getRequestHostname()`` as a str, without looking the Host header up a second
+    time when the request is a plain twisted.web one (a subclass may answer otherwise)."""
     if type(request).getRequestHostname is not _PLAIN_HOSTNAME:
-        return request.getRequestHostname()  # type: ignore[no-any-return]
+        return request.getRequestHostname().decode("latin-1")  # type: ignore[no-any-return]
     if host_header is not None:
+        name = _SERVER_NAMES.get(host_header)
+        if name is not None:
+            return name
         match = _HOST_HEADER.match(host_header)
         if match is not None:
-            return match.group(1)
+            name = match.group(1).decode("latin-1")
+            if len(_SERVER_NAMES) < _ENV_NAMES_MAX:
+                _SERVER_NAMES[host_header] = name
+            return name
     # The address the connection came in on; a UNIX socket's has no host: "localhost", as
     # gunicorn and other servers behind a UNIX socket answer.
     host = getattr(request.getHost(), "host", None)
-    return networkString(host) if host else b"localhost"
+    return str(host) if host else "localhost"
 
 
 # What Twisted's Request.getRequestHostname answers: the Host header without its port (and an
 # IPv6 address without its brackets), else the address the connection came in on.
 _PLAIN_HOSTNAME = TwistedRequest.getRequestHostname
 _HOST_HEADER = re.compile(rb"^\[?(.*?)\]?(?::\d+)?$")
+# Host headers seen, to their SERVER_NAME (bounded: they come from clients).
+_SERVER_NAMES: dict[bytes, str] = {}
+
+# Short byte strings of the request line (methods, protocol versions) decoded (bounded).
+_TEXT: dict[bytes, str] = {}
 
 
-def _is_secure(request: Any) -> bool:
-    """``request.isSecure()``, asking the channel's transport once per connection."""
-    if type(request).isSecure is not _PLAIN_IS_SECURE or request._forceSSL:
-        return bool(request.isSecure())
+def _text(raw: bytes) -> str:
+    text = _TEXT.get(raw)
+    if text is None:
+        text = raw.decode("latin-1")
+        if len(_TEXT) < _ENV_NAMES_MAX:
+            _TEXT[raw] = text
+    return text
+
+
+# The environ's keys that are the same for every request.
+_CONSTANT_ENV: _Environ = {
+    "wsgi.version": (1, 0),
+    "wsgi.input_terminated": True,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+}
+
+# Whether a request class answers getHost, getClientAddress and isSecure as twisted.web's own
+# Request does (from the connection, the same for each of its requests): then the environ's
+# part that depends only on the connection is built once per connection.
+_PLAIN_CONNECTION_METHODS = (
+    TwistedRequest.getHost,
+    TwistedRequest.getClientAddress,
+    TwistedRequest.isSecure,
+)
+_PLAIN_CLASSES: dict[type, bool] = {}
+
+
+def _connection_env(request: Any) -> _Environ:
+    """The environ's keys that depend only on the connection (a fresh dict to fill in)."""
+    cls = type(request)
+    plain = _PLAIN_CLASSES.get(cls)
+    if plain is None:
+        plain = (
+            cls.getHost,
+            cls.getClientAddress,
+            cls.isSecure,
+        ) == _PLAIN_CONNECTION_METHODS
+        if len(_PLAIN_CLASSES) < _ENV_NAMES_MAX:
+            _PLAIN_CLASSES[cls] = plain
     channel = request.channel
-    if channel is None:
-        return False
-    secure: bool | None = getattr(channel, "_txgreen_secure", None)
-    if secure is None:
-        secure = bool(channel.isSecure())
+    if plain and not request._forceSSL and channel is not None:
+        cached: _Environ | None = getattr(channel, "_txgreen_env", None)
+        if cached is not None:
+            return cached.copy()
+    host = request.getHost()
+    client = request.getClientAddress()
+    env = _CONSTANT_ENV.copy()
+    env["SERVER_PORT"] = str(getattr(host, "port", 0))
+    env["REMOTE_ADDR"] = str(getattr(client, "host", ""))
+    remote_port = getattr(client, "port", None)
+    if remote_port is not None:
+        env["REMOTE_PORT"] = str(remote_port)
+    env["wsgi.url_scheme"] = "https" if request.isSecure() else "http"
+    if plain and not request._forceSSL and channel is not None:
         with contextlib.suppress(AttributeError):
-            channel._txgreen_secure = secure
-    return secure
-
-
-_PLAIN_IS_SECURE = TwistedRequest.isSecure
+            channel._txgreen_env = env.copy()
+    return env
 
 
 # -- one request --------------------------------------------------------------------------------
@@ -288,6 +346,8 @@ class _Response:
         self.application = application
         self.request: Any = request
         self.status: str | None = None
+        self.code = 0  # the status's code and reason phrase, once start_response has checked it
+        self.reason = b""
         self.headers: list[tuple[str, str]] = []
         self.headers_sent = False
         self.declared_length: int | None = None
@@ -345,41 +405,25 @@ class _Response:
 
     def environ(self) -> _Environ:
         request: Any = self.request
-        method = request.method.decode("latin-1")
+        method = _text(request.method)
         prepath: list[bytes] = request.prepath or []
         postpath: list[bytes] = request.postpath or []
         script_name = b"/" + b"/".join(prepath) if prepath else b""
         path_info = b"/" + b"/".join(postpath) if postpath else b""
         query = request.uri.partition(b"?")[2]
         body: IO[bytes] = request.content if request.content is not None else io.BytesIO()
-        body.seek(0, io.SEEK_END)
-        body_length = body.tell()
+        body_length = body.seek(0, io.SEEK_END)
         body.seek(0)
-        host = request.getHost()
-        client = request.getClientAddress()
         path = path_info.decode("latin-1")
-        env: _Environ = {
-            "REQUEST_METHOD": method,
-            "SCRIPT_NAME": script_name.decode("latin-1"),
-            "PATH_INFO": path,
-            "QUERY_STRING": query.decode("latin-1"),
-            "SERVER_NAME": "",
-            "SERVER_PORT": str(getattr(host, "port", 0)),
-            "SERVER_PROTOCOL": request.clientproto.decode("latin-1"),
-            "REMOTE_ADDR": str(getattr(client, "host", "")),
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "https" if _is_secure(request) else "http",
-            "wsgi.input": body,
-            "wsgi.input_terminated": True,
-            "wsgi.errors": _ErrorStream(method, path),
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": False,
-            "wsgi.run_once": False,
-            "twisted.request": request,
-        }
-        remote_port = getattr(client, "port", None)
-        if remote_port is not None:
-            env["REMOTE_PORT"] = str(remote_port)
+        env = _connection_env(request)
+        env["REQUEST_METHOD"] = method
+        env["SCRIPT_NAME"] = script_name.decode("latin-1")
+        env["PATH_INFO"] = path
+        env["QUERY_STRING"] = query.decode("latin-1")
+        env["SERVER_PROTOCOL"] = _text(request.clientproto)
+        env["wsgi.input"] = body
+        env["wsgi.errors"] = _ErrorStream(method, path)
+        env["twisted.request"] = request
         names = _ENV_NAMES
         host_header: bytes | None = None
         for raw_name, raw_values in request.requestHeaders.getAllRawHeaders():
@@ -393,8 +437,8 @@ class _Response:
                 env[name] = ("; " if name == "HTTP_COOKIE" else ", ").join(values)
             if name == "HTTP_HOST":
                 host_header = raw_values[-1]
-        env["SERVER_NAME"] = _server_name(request, host_header).decode("latin-1")
-        if "CONTENT_LENGTH" not in env and body_length:
+        env["SERVER_NAME"] = _server_name(request, host_header)
+        if body_length and "CONTENT_LENGTH" not in env:
             # A chunked request body: twisted.web has read it all, so its length is known.
             env["CONTENT_LENGTH"] = str(body_length)
         return env
@@ -420,7 +464,7 @@ class _Response:
                 "start_response() was called a second time without exc_info; only an error "
                 "handler may call it again, passing exc_info=sys.exc_info()"
             )
-        status = _check_status(status)
+        self.code, self.reason = _check_status(status)
         self.headers, self.declared_length = _check_headers(headers)
         self.status = status
         return self.write
@@ -463,23 +507,28 @@ class _Response:
 
     def _send_headers(self, write: bool = True) -> None:
         """Hand the status and headers to the request; send them now if ``write``."""
-        assert self.status is not None
         request: Any = self.request
-        code, _, reason = self.status.partition(" ")
-        request.setResponseCode(int(code), reason.encode("latin-1"))
+        request.setResponseCode(self.code, self.reason)
         request.defaultContentType = None  # no Content-Type unless the application gives one
-        grouped: dict[str, tuple[bytes, list[bytes]]] = {}
-        for name, value in self.headers:
-            key = name.lower()
-            entry = grouped.get(key)
-            if entry is None:
-                grouped[key] = (name.encode("latin-1"), [value.encode("latin-1")])
-            else:
-                entry[1].append(value.encode("latin-1"))
         set_raw = request.responseHeaders.setRawHeaders
-        for raw_name, values in grouped.values():
-            # setRawHeaders replaces Twisted's own defaults (Server, Date) when the app sets them.
-            set_raw(raw_name, values)
+        headers = self.headers
+        if len(headers) == len({name.lower() for name, _ in headers}):
+            # No name given twice (the usual case): each header as it comes.
+            for name, value in headers:
+                # setRawHeaders replaces Twisted's own defaults (Server, Date) when the app sets
+                # them.
+                set_raw(name.encode("latin-1"), [value.encode("latin-1")])
+        else:
+            grouped: dict[str, tuple[bytes, list[bytes]]] = {}
+            for name, value in headers:
+                key = name.lower()
+                entry = grouped.get(key)
+                if entry is None:
+                    grouped[key] = (name.encode("latin-1"), [value.encode("latin-1")])
+                else:
+                    entry[1].append(value.encode("latin-1"))
+            for raw_name, values in grouped.values():
+                set_raw(raw_name, values)
         self.headers_sent = True
         if write:
             request.write(b"")
@@ -523,7 +572,7 @@ class _Response:
             and self.declared_length is None
             and self.status is not None
             and not self.headers_sent
-            and int(self.status[:3]) not in NO_BODY_CODES
+            and self.code not in NO_BODY_CODES
         ):
             # One chunk known in advance: send a Content-Length instead of chunked encoding.
             only: Any = result[0]  # type: ignore[index]
@@ -551,7 +600,7 @@ class _Response:
             declared is not None
             and self.sent < declared
             and self.request.method != b"HEAD"
-            and int(self.status[:3]) not in NO_BODY_CODES
+            and self.code not in NO_BODY_CODES
         ):
             raise RuntimeError(
                 f"the application sent {self.sent} bytes, fewer than the {declared} it declared "
@@ -563,8 +612,7 @@ class _Response:
             return
         request: Any = self.request
         if not self.headers_sent:
-            assert self.status is not None
-            code = int(self.status[:3])
+            code = self.code
             if (
                 self.declared_length is None
                 and request.method != b"HEAD"
