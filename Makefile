@@ -17,7 +17,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 # What the real-library tests need from the system: Debian's redis-server (the Redis tests start
 # one) and libpq (psycopg's pure-Python build loads it; PostgreSQL itself comes from pgserver);
-# wrk, the HTTP load generator of benchmarks/bench_wsgi_wrk.py; curl (tests/web/test_real_apps.py
+# wrk, the HTTP load generator of benchmarks/bench_wsgi_wrk.py; valgrind, whose callgrind counts
+# instructions for benchmarks/bench_wsgi_cost.py; curl (tests/web/test_real_apps.py
 # drives the served Flask and Django apps with it too).
 # Installed with apt-get when missing and apt-get is there (through sudo unless root); otherwise
 # this says how, and those tests fail with the same advice.
@@ -27,6 +28,7 @@ services:
 	command -v redis-server >/dev/null 2>&1 || test -x /usr/sbin/redis-server \
 		|| missing="$$missing redis-server"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v valgrind >/dev/null 2>&1 || missing="$$missing valgrind"; \
 	$(BIN)/python -c "import psycopg" >/dev/null 2>&1 || missing="$$missing libpq5"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -67,18 +69,12 @@ reactors: $(STAMP)
 		$(BIN)/python -m pytest -q --txgreen-reactor=$$r -m "not single_reactor" || exit 1; \
 	done
 
+# The benchmarks that no test runs (tests/test_bench_*.py run the others' smoke passes and check
+# their reports).
 bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py --smoke
 	$(BIN)/python benchmarks/bench_threads.py --smoke
-	$(BIN)/python benchmarks/bench_primitives.py --smoke
-	$(BIN)/python benchmarks/bench_echo.py --smoke
-	$(BIN)/python benchmarks/bench_memory.py --smoke
 	$(BIN)/python benchmarks/bench_wsgi.py --smoke
-	$(BIN)/python benchmarks/bench_wsgi_wrk.py --smoke
-	$(BIN)/python benchmarks/bench_green_socket.py --smoke
-	$(BIN)/python benchmarks/bench_requests.py --smoke
-	$(BIN)/python benchmarks/bench_redis.py --smoke
-	$(BIN)/python benchmarks/bench_supervision.py --smoke
 
 # The package as users get it: sdist and wheel built, the wheel installed without extras into
 # fresh environments (every CPython >= 3.10 found, and the lowest pinned versions), a program run.
@@ -95,6 +91,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_wsgi.py
 	$(BIN)/python benchmarks/bench_wsgi_wrk.py
+	$(BIN)/python benchmarks/bench_wsgi_cost.py
 	$(BIN)/python benchmarks/bench_green_socket.py
 	$(BIN)/python benchmarks/bench_requests.py
 	$(BIN)/python benchmarks/bench_redis.py

@@ -28,6 +28,7 @@ after the measured one; instructions per answer = instructions counted / answers
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import shutil
@@ -206,7 +207,9 @@ def main() -> int:
     seconds = 1 if args.smoke else args.seconds
     started = time.monotonic()
     title = "txgreen WSGI cost per request: instructions per answer (callgrind), hello world"
-    print(title + (" (smoke run: two servers, 1 s of load, figures are rough)" if args.smoke else ""))
+    if args.smoke:
+        title += " (smoke run: two servers, 1 s of load, figures are rough)"
+    print(title)
     print(
         f"Python {sys.version.split()[0]}, Twisted {version('twisted')}, greenlet "
         f"{version('greenlet')}, txgreen {version('txgreen')}; wrk -t1 -c{CONNS}, {seconds} s "
@@ -224,7 +227,7 @@ def main() -> int:
     print()
     if not args.smoke:
         print("what each step adds:")
-        for before, after in zip(kinds, kinds[1:], strict=False):
+        for before, after in itertools.pairwise(kinds):
             extra = per_answer[after] - per_answer[before]
             print(f"  {SERVERS[after][3:]:<40} {extra:>+13,.0f} instructions per answer")
     print(f"total time: {time.monotonic() - started:.1f} s")
