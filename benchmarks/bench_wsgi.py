@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from benchutil import (
+    HELLO_BODY,
     cpu_seconds,
+    hello_headers,
     native_hello,
     start_announcing_child,
     stop_server,
@@ -44,7 +46,7 @@ from benchutil import (
 
 WAIT = 0.05
 CONNS = (1, 100)
-BODY = b"hello, world\n"
+BODY = HELLO_BODY
 SERVERS = {
     "green": "a. green (txgreen.serve_wsgi)",
     "threads": "b. threads (twisted.web.wsgi, pool of 10)",
@@ -52,8 +54,7 @@ SERVERS = {
 }
 
 
-def _headers() -> list[tuple[str, str]]:
-    return [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
+_headers = hello_headers
 
 
 def _port_of(listening_port: Any) -> int:

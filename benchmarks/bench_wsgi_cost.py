@@ -40,10 +40,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchutil import ChildFailed, native_hello, version
+from benchutil import (
+    HELLO_BODY,
+    WRK_COUNT,
+    ChildFailed,
+    hello_app,
+    hello_headers,
+    native_hello,
+    no_access_log,
+    version,
+)
 
 HERE = Path(__file__).resolve().parent
-BODY = b"hello, world\n"
 CONNS = 50
 
 SERVERS = {
@@ -58,19 +66,6 @@ MISSING = (
     "bench_wsgi_cost.py needs {what}: install it with `sudo apt-get install {what}` "
     "(Debian/Ubuntu; `make services` does it)"
 )
-
-
-def _headers() -> list[tuple[str, str]]:
-    return [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
-
-
-def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    start_response("200 OK", _headers())
-    return [BODY]
-
-
-def _no_access_log(request: object) -> None:
-    """No access log, for every server alike."""
 
 
 # -- the servers, each run as a child: print "port N", serve until SIGTERM ----------------------
@@ -88,19 +83,19 @@ def serve(kind: str) -> None:
     reactor: Any = _reactor
 
     def listen(site: Any) -> None:
-        site.log = _no_access_log
+        site.log = no_access_log
         port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
         print(f"port {port.getHost().port}", flush=True)
 
     if kind == "native":
-        listen(Site(native_hello(BODY, _headers())))  # type: ignore[no-untyped-call]
+        listen(Site(native_hello(HELLO_BODY, hello_headers())))  # type: ignore[no-untyped-call]
         reactor.run()
         return
     if kind == "serve":
         txgreen.run(
             txgreen.serve_wsgi,
             "tcp:0:interface=127.0.0.1:backlog=1024",
-            hello,
+            hello_app,
             on_listen=lambda server: print(f"port {server.port}", flush=True),
         )
         return
@@ -114,7 +109,7 @@ def serve(kind: str) -> None:
             isLeaf = True
 
             def render(self, request: Any) -> Any:
-                response = _Response(hello, request)
+                response = _Response(hello_app, request)
                 request.registerProducer(response, True)
                 response.run()
                 return NOT_DONE_YET
@@ -124,7 +119,7 @@ def serve(kind: str) -> None:
         return
 
     def main() -> None:
-        listen(Site(txgreen.WSGIResource(hello)))  # type: ignore[no-untyped-call]
+        listen(Site(txgreen.WSGIResource(hello_app)))  # type: ignore[no-untyped-call]
         txgreen.Event().wait()
 
     txgreen.run(main)
@@ -134,7 +129,6 @@ def serve(kind: str) -> None:
 
 
 TOTALS = re.compile(r"^totals: (\d+)", re.MULTILINE)
-WRK_COUNT = re.compile(r"^\s+(\d+) requests in ", re.MULTILINE)
 
 
 def wrk(port: int, seconds: int) -> int:

@@ -40,12 +40,17 @@ from pathlib import Path
 from typing import Any
 
 from benchutil import (
+    HELLO_BODY,
+    WRK_COUNT,
     ChildFailed,
     at_least,
     cpu_seconds,
     for_reference,
     free_port,
+    hello_app,
+    hello_headers,
     native_hello,
+    no_access_log,
     ratio_line,
     rotated,
     start_announcing_child,
@@ -54,7 +59,6 @@ from benchutil import (
 )
 
 HERE = Path(__file__).resolve().parent
-BODY = b"hello, world\n"
 SLEEP = 0.01
 HELLO_CONNS = 50
 SLEEP_CONNS = 256
@@ -79,17 +83,10 @@ WRK_MISSING = (
 )
 
 
-def _headers() -> list[tuple[str, str]]:
-    return [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
-
-
 # -- the applications (gunicorn imports them from this module: bench_wsgi_wrk:NAME) --------------
 
 
-def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """Hello world: no waiting at all."""
-    start_response("200 OK", _headers())
-    return [BODY]
+hello = hello_app  # hello world: no waiting at all
 
 
 def sleepy_txgreen(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -115,12 +112,6 @@ def _announce(port: int) -> None:
     print(f"port {port}", flush=True)
 
 
-def _no_access_log(request: object) -> None:
-    """A twisted.web Site's ``log``: no access log, like the other servers here (eventlet's
-    ``log_output=False``, gunicorn's default), which would otherwise go through Twisted's
-    global log publisher for every request."""
-
-
 def serve_native(app: str) -> None:
     from twisted.internet import epollreactor
 
@@ -129,8 +120,8 @@ def serve_native(app: str) -> None:
     from twisted.web.server import Site
 
     reactor: Any = _reactor
-    site: Any = Site(native_hello(BODY, _headers()))  # type: ignore[no-untyped-call]
-    site.log = _no_access_log
+    site: Any = Site(native_hello(HELLO_BODY, hello_headers()))  # type: ignore[no-untyped-call]
+    site.log = no_access_log
     port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
     _announce(port.getHost().port)
     reactor.run()
@@ -178,7 +169,7 @@ def serve_threads(app: str) -> None:
     reactor: Any = _reactor
     resource = WSGIResource(reactor, reactor.getThreadPool(), hello)  # type: ignore[no-untyped-call]
     site: Any = Site(resource)  # type: ignore[no-untyped-call]
-    site.log = _no_access_log
+    site.log = no_access_log
     port = reactor.listenTCP(0, site, backlog=1024, interface="127.0.0.1")
     _announce(port.getHost().port)
     reactor.run()
@@ -264,7 +255,6 @@ def tree_cpu(pid: int) -> float | None:
 
 
 WRK_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)$", re.MULTILINE)
-WRK_COUNT = re.compile(r"^\s+(\d+) requests in ", re.MULTILINE)
 WRK_BAD = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -141,6 +142,31 @@ def run_child(cmd: Sequence[str], timeout: float) -> str:
             f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{proc.stderr.strip()}"
         )
     return proc.stdout
+
+
+HELLO_BODY = b"hello, world\n"
+"""What every WSGI benchmark's server answers."""
+
+
+def hello_headers() -> list[tuple[str, str]]:
+    """The headers of :data:`HELLO_BODY` (a new list: WSGI servers may keep the one they get)."""
+    return [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO_BODY)))]
+
+
+def hello_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Hello world as a WSGI application: no waiting at all."""
+    start_response("200 OK", hello_headers())
+    return [HELLO_BODY]
+
+
+def no_access_log(request: object) -> None:
+    """A twisted.web Site's ``log``: no access log, like the other servers measured
+    (eventlet's ``log_output=False``, gunicorn's default); twisted.web's would go through
+    Twisted's global log publisher for every request."""
+
+
+WRK_COUNT = re.compile(r"^\s+(\d+) requests in ", re.MULTILINE)
+"""How many answers ``wrk`` counted, in its report."""
 
 
 def native_hello(body: bytes, headers: Sequence[tuple[str, str]]) -> object:

@@ -235,9 +235,15 @@ PROGRAM_TEST_MARKS = [
 ]
 
 
-def run_program(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python ARGS`` in the project's root (UTF-8, unbuffered output; 60 s at most)."""
+def run_program(*args: str, bare_path: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` in the project's root (UTF-8, unbuffered output; 60 s at most).
+
+    ``bare_path``: with only the venv's ``bin`` on ``PATH``, so the system's programs (wrk,
+    valgrind, ...) are missing, as on a machine without them.
+    """
     env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
+    if bare_path:
+        env["PATH"] = os.path.dirname(sys.executable)
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
-from support import PROGRAM_TEST_MARKS, ROOT, run_program
+from support import PROGRAM_TEST_MARKS, run_program
 
 # The program starts its own servers and wrk (each in a process of its own).
 pytestmark = PROGRAM_TEST_MARKS
@@ -97,16 +94,7 @@ def test_smoke_report_has_every_server_and_the_targets() -> None:
 
 
 def test_without_wrk_it_says_how_to_install_it() -> None:
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable))  # (wrk is not in the venv)
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_wsgi_wrk.py", "--smoke"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_program("benchmarks/bench_wsgi_wrk.py", "--smoke", bare_path=True)
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "needs wrk" in proc.stderr
