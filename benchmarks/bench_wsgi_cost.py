@@ -1,9 +1,10 @@
 """Where a WSGI request's cost goes: CPU instructions per answer, counted by callgrind.
 
-Run: ``.venv/bin/python benchmarks/bench_wsgi_cost.py`` (about 3 minutes: every server runs
-under valgrind, which is some 50 times slower; ``--smoke`` for a quick check of the machinery,
-two servers, 1 s of load each).  Needs ``valgrind`` (Debian/Ubuntu: ``apt-get install
-valgrind``) and ``wrk``.
+Run: ``.venv/bin/python benchmarks/bench_wsgi_cost.py`` (about 80 s: every server runs under
+valgrind, which is some 50 times slower; ``--smoke`` for a quick check of the machinery, two
+servers, 1 s of load each; ``--cpu 8`` adds the user CPU time per answer of the same four
+servers without valgrind, 8 interleaved rounds of 3 s, about 2.5 minutes more).  Needs
+``valgrind`` (Debian/Ubuntu: ``apt-get install valgrind``) and ``wrk``.
 
 ``bench_wsgi_wrk.py`` measures answers per second and CPU time; on a shared 2-core machine
 those move by 10-30 % from one round to the next.  Instruction counts do not: callgrind counts
@@ -33,6 +34,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,10 +46,14 @@ from benchutil import (
     HELLO_BODY,
     WRK_COUNT,
     ChildFailed,
+    cpu_seconds,
     hello_app,
     hello_headers,
     native_hello,
     no_access_log,
+    rotated,
+    start_announcing_child,
+    stop_server,
     version,
 )
 
@@ -184,10 +190,53 @@ def measure(kind: str, seconds: int, workdir: Path) -> tuple[int, int]:
     return total, answers
 
 
+def measure_cpu(kind: str, seconds: int) -> float:
+    """User CPU µs per answer of ``kind``, without valgrind, over ``seconds`` of load."""
+    proc, port = start_announcing_child(
+        [sys.executable, str(Path(__file__).resolve()), "--serve", kind], kind
+    )
+    try:
+        wrk(port, 1)  # warm-up
+        before = cpu_seconds(proc.pid, user_only=True)
+        answers = wrk(port, seconds)
+        after = cpu_seconds(proc.pid, user_only=True)
+    finally:
+        stop_server(proc)
+    if before is None or after is None:
+        raise ChildFailed(f"no CPU time for the {kind} server (Linux /proc is needed)")
+    return (after - before) / answers * 1e6
+
+
+def cpu_report(rounds: int, seconds: int) -> None:
+    """The same four servers without valgrind: user CPU time per answer (median of
+    ``rounds`` interleaved rounds), to set beside the instruction counts."""
+    kinds = list(SERVERS)
+    figures: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for turn in range(rounds):
+        for kind in rotated(kinds, turn):
+            figures[kind].append(measure_cpu(kind, seconds))
+    print()
+    print(
+        f"user CPU per answer without valgrind (median of {rounds} interleaved rounds of "
+        f"{seconds} s):"
+    )
+    native = statistics.median(figures["native"])
+    for kind in kinds:
+        median = statistics.median(figures[kind])
+        print(f"  {SERVERS[kind]:<40} {median:>8.1f} µs {median / native:>9.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="two servers, 1 s of load each")
     parser.add_argument("--seconds", type=int, default=10, help="seconds of measured load")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also measure user CPU time per answer without valgrind, over ROUNDS rounds",
+    )
     parser.add_argument("--serve", metavar="KIND", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
@@ -224,6 +273,8 @@ def main() -> int:
         for before, after in itertools.pairwise(kinds):
             extra = per_answer[after] - per_answer[before]
             print(f"  {SERVERS[after][3:]:<40} {extra:>+13,.0f} instructions per answer")
+    if args.cpu and not args.smoke:
+        cpu_report(args.cpu, 3)
     print(f"total time: {time.monotonic() - started:.1f} s")
     return 0
 

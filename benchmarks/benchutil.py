@@ -35,14 +35,16 @@ def versions_line(peer: str, peer_version: str | None = None) -> str:
     )
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
+def cpu_seconds(pid: int, *, user_only: bool = False) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), or None; only the
+    user time with ``user_only``."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + (0 if user_only else int(fields[12]))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:
