@@ -265,6 +265,44 @@ def test_environ_per_request_on_a_kept_alive_connection() -> None:
     ]
 
 
+def test_long_client_strings_are_served_but_not_cached() -> None:
+    # The container caches the short strings clients send (header names, Host headers,
+    # methods) and the application's status lines and header names; long ones are served the
+    # same but never kept, so 1,024 cache entries cannot hold megabytes.
+    from txgreen.web import _container
+
+    host = "h" * 300 + ".example"
+    name = "X-" + "n" * 300
+    method = "M" * 300
+    status = "299 " + "r" * 300
+    header = "X-App-" + "a" * 300
+
+    def echo(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/plain"), (header, "1")])
+        seen = (environ["REQUEST_METHOD"], environ["SERVER_NAME"], environ["HTTP_X_" + "N" * 300])
+        return [repr(seen).encode()]
+
+    with serving(echo, validate=False) as server:
+        answer = raw(
+            server,
+            f"{method} / HTTP/1.1\r\nHost: {host}\r\n{name}: v\r\nConnection: close\r\n\r\n".encode(),
+        )
+    assert answer.startswith(f"HTTP/1.1 {status}\r\n".encode()), answer[:100]
+    assert f"\r\n{header}: 1\r\n".lower().encode() in answer.lower()  # (Twisted's casing)
+    assert repr((method, host, "v")).encode() in answer
+    caches: list[Any] = [
+        _container._ENV_NAMES,
+        _container._SERVER_NAMES,
+        _container._TEXT,
+        _container._GOOD_STATUSES,
+        _container._GOOD_NAMES,
+    ]
+    for cache in caches:
+        assert all(len(key) <= _container._CACHED_LEN_MAX for key in cache), cache.keys()
+    assert method.encode() not in _container._TEXT
+    assert host.encode() not in _container._SERVER_NAMES
+
+
 def test_environ_asks_a_request_class_that_overrides_the_connection_methods() -> None:
     # A Site whose request class answers isSecure / getClientAddress itself (behind a TLS
     # proxy, say) is asked for every request, not once per connection.

@@ -111,7 +111,7 @@ def _check_status(status: object) -> tuple[int, bytes]:
     _latin1("status", status)
     code, _, reason = status.partition(" ")
     parsed = (int(code), reason.encode("latin-1"))
-    if len(_GOOD_STATUSES) < _GOOD_NAMES_MAX and type(status) is str:
+    if len(_GOOD_STATUSES) < _GOOD_NAMES_MAX and len(status) <= _CACHED_LEN_MAX:
         _GOOD_STATUSES[status] = parsed
     return parsed
 
@@ -141,7 +141,7 @@ def _check_header(name: object, value: object, item: object) -> str:
             "must not set (the HTTP server manages the connection)"
         )
     _latin1(f"the value of header {name!r}:", value)
-    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX and type(name) is str:
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX and len(name) <= _CACHED_LEN_MAX:
         _GOOD_NAMES[name] = lower
     return lower
 
@@ -226,13 +226,17 @@ class _ErrorStream:
 # CONTENT_TYPE / CONTENT_LENGTH without the prefix.  Bounded: the names come from clients.
 _ENV_NAMES: dict[bytes, str] = {}
 _ENV_NAMES_MAX = 1024
+# Only strings this short go into the caches of client-given strings (header names, Host
+# headers, methods): a client may send up to a header line's limit (8 KiB by default), and 1,024
+# such entries would hold megabytes for nothing.
+_CACHED_LEN_MAX = 128
 
 
 def _env_name(raw_name: bytes) -> str:
     name = raw_name.decode("latin-1").upper().replace("-", "_")
     if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         name = "HTTP_" + name
-    if len(_ENV_NAMES) < _ENV_NAMES_MAX:
+    if len(_ENV_NAMES) < _ENV_NAMES_MAX and len(raw_name) <= _CACHED_LEN_MAX:
         _ENV_NAMES[raw_name] = name
     return name
 
@@ -249,7 +253,7 @@ def _server_name(request: Any, host_header: bytes | None) -> str:
         match = _HOST_HEADER.match(host_header)
         if match is not None:
             name = match.group(1).decode("latin-1")
-            if len(_SERVER_NAMES) < _ENV_NAMES_MAX:
+            if len(_SERVER_NAMES) < _ENV_NAMES_MAX and len(host_header) <= _CACHED_LEN_MAX:
                 _SERVER_NAMES[host_header] = name
             return name
     # The address the connection came in on; a UNIX socket's has no host: "localhost", as
@@ -273,7 +277,7 @@ def _text(raw: bytes) -> str:
     text = _TEXT.get(raw)
     if text is None:
         text = raw.decode("latin-1")
-        if len(_TEXT) < _ENV_NAMES_MAX:
+        if len(_TEXT) < _ENV_NAMES_MAX and len(raw) <= _CACHED_LEN_MAX:
             _TEXT[raw] = text
     return text
 
