@@ -285,7 +285,8 @@ def test_long_client_strings_are_served_but_not_cached() -> None:
     with serving(echo, validate=False) as server:
         answer = raw(
             server,
-            f"{method} / HTTP/1.1\r\nHost: {host}\r\n{name}: v\r\nConnection: close\r\n\r\n".encode(),
+            f"{method} / HTTP/1.1\r\nHost: {host}\r\n{name}: v\r\n"
+            "Connection: close\r\n\r\n".encode(),
         )
     assert answer.startswith(f"HTTP/1.1 {status}\r\n".encode()), answer[:100]
     assert f"\r\n{header}: 1\r\n".lower().encode() in answer.lower()  # (Twisted's casing)

@@ -111,7 +111,11 @@ def _check_status(status: object) -> tuple[int, bytes]:
     _latin1("status", status)
     code, _, reason = status.partition(" ")
     parsed = (int(code), reason.encode("latin-1"))
-    if len(_GOOD_STATUSES) < _GOOD_NAMES_MAX and len(status) <= _CACHED_LEN_MAX:
+    if (
+        len(_GOOD_STATUSES) < _GOOD_NAMES_MAX
+        and type(status) is str
+        and len(status) <= _CACHED_LEN_MAX
+    ):
         _GOOD_STATUSES[status] = parsed
     return parsed
 
@@ -141,7 +145,7 @@ def _check_header(name: object, value: object, item: object) -> str:
             "must not set (the HTTP server manages the connection)"
         )
     _latin1(f"the value of header {name!r}:", value)
-    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX and len(name) <= _CACHED_LEN_MAX:
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX and type(name) is str and len(name) <= _CACHED_LEN_MAX:
         _GOOD_NAMES[name] = lower
     return lower
 
