@@ -21,6 +21,7 @@ from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 import txgreen
+import txgreen._block
 from support import Boom, later
 
 R: Any = reactor  # the installed reactor, untyped (its module is typed as a plain module)
@@ -289,6 +290,104 @@ def test_switch_spy_sees_the_slow_path() -> None:
         greenlet.settrace(previous)
     assert ("switch", (me, hub)) in switches
     assert ("switch", (hub, me)) in switches
+
+
+# -- the lean wait: callbacks appended directly -----------------------------------------------
+
+
+class _RemoteFailure(Failure):
+    """A Failure subclass, as Perspective Broker's CopiedFailure is one."""
+
+
+def _outcomes(n: int, timeout: float | None) -> list[str]:
+    """``n`` waits of this green thread on Deferreds that the reactor fires on its next
+    iteration, alternately with a value, a failure and a Failure subclass; what each gave."""
+    seen: list[str] = []
+    for i in range(n):
+        d: Deferred[str] = Deferred()
+        kind = i % 3
+        if kind == 0:
+            R.callLater(0, d.callback, f"value {i}")
+        elif kind == 1:
+            R.callLater(0, d.errback, Boom(f"failure {i}"))
+        else:
+            R.callLater(0, d.errback, cast(Any, _RemoteFailure)(Boom(f"subclass {i}")))
+        passed_on: list[object] = []
+        try:
+            seen.append(txgreen.block_on(d, timeout=timeout))
+        except Boom as e:
+            seen.append(f"raised {e}")
+        d.addBoth(passed_on.append)  # the outcome passes through, unchanged: once the
+        txgreen.sleep(0)  # callback chain that resumed this thread has finished
+        (outcome,) = passed_on
+        if isinstance(outcome, Failure):
+            assert isinstance(outcome, _RemoteFailure) == (kind == 2)
+            outcome = f"raised {outcome.value}"
+        assert outcome == seen[-1]
+    return seen
+
+
+APPEND_MODES = {
+    "appended": txgreen._block.PRIVATE_LIST,
+    "appended-public": txgreen._block.PUBLIC_LIST,
+    "addCallbacks": txgreen._block.CALL,
+}
+
+
+@pytest.mark.filterwarnings("ignore:twisted.internet.defer.Deferred.callbacks was deprecated")
+@pytest.mark.parametrize("append", list(APPEND_MODES))
+@pytest.mark.parametrize("timeout", [None, 30.0], ids=["lean", "timed"])
+def test_values_and_failures_alternate_on_one_thread(
+    append: str, timeout: float | None, monkeypatch: pytest.MonkeyPatch, unhandled: list[LogEvent]
+) -> None:
+    # The thread reuses its waiter after a value and drops it after a failure; the failure
+    # (a Failure subclass too) resumes it through the ready queue, marked so that the hub
+    # hands the Failure back instead of raising the mark.  With each way of adding the
+    # callbacks: appended to Deferred._callbacks, to Deferred.callbacks (Twisted < 25.5; here
+    # its deprecated alias), or by addCallbacks (a Twisted that keeps them differently).
+    monkeypatch.setattr(txgreen._block, "_APPEND_CALLBACKS", APPEND_MODES[append])
+    seen = _outcomes(30, timeout)
+    assert seen == [
+        f"value {i}" if i % 3 == 0 else f"raised {'failure' if i % 3 == 1 else 'subclass'} {i}"
+        for i in range(30)
+    ]
+    txgreen.sleep(0)
+    gc.collect()
+    assert unhandled == []  # every failure raised here counts as handled
+
+
+def test_the_lean_wait_appends_its_callbacks_directly() -> None:
+    # With the Twisted the tests run on, block_on's common wait appends its callback pair to
+    # Deferred._callbacks itself (no addCallbacks call, no tuples built per wait).  If this
+    # fails, Twisted keeps callbacks differently: block_on still works (addCallbacks), slower;
+    # adapt _can_append_callbacks and the lean path in txgreen/_block.py.
+    assert txgreen._block._can_append_callbacks() is True
+    assert txgreen._block._APPEND_CALLBACKS == txgreen._block.PRIVATE_LIST
+
+
+def test_another_layout_of_callbacks_is_not_appended_to() -> None:
+    can = txgreen._block._can_append_callbacks
+    assert can(attribute="no_such_list") is False
+    # (Twisted 25.5+: "callbacks" is a deprecated property, not the instance's own list.)
+    assert can(attribute="callbacks") is False
+
+    class Ignores(Deferred[int]):
+        """Keeps a _callbacks list but never runs it."""
+
+        def callback(self, result: Any) -> None:
+            self.called = True
+            self.result = result
+
+    assert can(Ignores) is False
+
+    class Tuple(Deferred[int]):
+        """Keeps its callbacks in something else than a list."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._callbacks = ()  # type: ignore[assignment]
+
+    assert can(Tuple) is False
 
 
 # -- the result passes through ---------------------------------------------------------------

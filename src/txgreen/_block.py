@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
 from greenlet import getcurrent
 from twisted.internet.defer import Deferred
@@ -93,30 +93,37 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
             if timeout is None and not hub._pending and hub.state is not STOPPED:
                 # The common wait, kept lean: Hub.wait inlined, with no timer, nothing to
                 # convert and nothing pending for this thread.  The thread's last waiter is
-                # reused when its wait ended normally (see below).
+                # reused when its wait ended normally (see below), with its callback pair.
                 waiter = cur._spare
                 if waiter is None:
                     waiter = cur._spare = Waiter(hub, cur)
+                    cur._spare_callbacks = waiter.callbacks()
                 else:
                     waiter.active = True
-                awaitable.addBoth(waiter.on_result)
+                how = _APPEND_CALLBACKS
+                if how == PRIVATE_LIST:
+                    # d.addCallbacks(waiter.on_value, waiter.on_failure), without its call
+                    # and the tuples it builds each time (see _can_append_callbacks).
+                    awaitable._callbacks.append(cur._spare_callbacks)
+                elif how == PUBLIC_LIST:
+                    awaitable.callbacks.append(cur._spare_callbacks)  # type: ignore[attr-defined]
+                else:
+                    awaitable.addCallbacks(waiter.on_value, waiter.on_failure)
                 cur._waiter = waiter  # parked (Hub.parked_waiter); stale once inactive
                 try:
                     got = hub.greenlet.switch()  # type: ignore[union-attr]
                 except BaseException:
-                    cur._spare = None
+                    cur._spare = cur._spare_callbacks = None
                     waiter.active = False
                     _abandon(awaitable)
                     raise
                 if got is waiter and waiter.exc is None:
-                    result = waiter.value
-                    if not isinstance(result, Failure):
-                        # Resumed by the Deferred's callback, which has run and is gone, and
-                        # by nothing else: nothing refers to the waiter any more but this
-                        # thread, so it stays the spare.
-                        return result
+                    # Resumed by on_value (a failure, a kill, a timeout set ``exc``), which
+                    # has run and is gone, and by nothing else: nothing refers to the waiter
+                    # any more but this thread, so it stays the spare.
+                    return waiter.value
                 # Anything else (a kill, a timeout, a failure) may still hold the waiter.
-                cur._spare = None
+                cur._spare = cur._spare_callbacks = None
                 return _finish_wait(awaitable, hub.outcome, waiter, got)
         elif not awaitable.paused and not awaitable._runningCallbacks:
             # Fired, not waiting on another Deferred, and its callback chain not in the middle
@@ -128,21 +135,63 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     return _block(cur, awaitable, timeout)
 
 
+def _can_append_callbacks(
+    make: Callable[[], Deferred[int]] = Deferred, attribute: str = "_callbacks"
+) -> bool:
+    """True when a Deferred keeps its callbacks the way block_on's lean path appends them.
+
+    Twisted keeps them in a list of ``((callback, args, kwargs), (errback, args, kwargs))``
+    pairs, which ``addCallbacks`` only appends to: ``Deferred._callbacks`` since Twisted 25.5,
+    ``Deferred.callbacks`` before (now a deprecated alias).  That is private, so it is tried
+    once here, on a Deferred made by ``make``; with another layout block_on calls
+    ``addCallbacks``.
+    """
+    d = make()
+    got: list[object] = []
+    failed: list[object] = []
+    call: tuple[Any, tuple[()], dict[str, Any]] = (got.append, (), {})
+    errback: tuple[Any, tuple[()], dict[str, Any]] = (failed.append, (), {})
+    try:
+        callbacks = d.__dict__[attribute]
+    except (AttributeError, KeyError):
+        return False
+    if not isinstance(callbacks, list) or callbacks:
+        return False
+    callbacks.append((call, errback))
+    d.callback(1)
+    return got == [1] and not failed and not callbacks
+
+
+# How block_on's lean path adds its callbacks (see _can_append_callbacks): appended to
+# ``d._callbacks`` (PRIVATE_LIST), to ``d.callbacks`` (PUBLIC_LIST, Twisted < 25.5), or with
+# ``d.addCallbacks`` (CALL).
+CALL: Final = 0
+PUBLIC_LIST: Final = 1
+PRIVATE_LIST: Final = 2
+_APPEND_CALLBACKS: int = (
+    PRIVATE_LIST
+    if _can_append_callbacks()
+    else PUBLIC_LIST
+    if _can_append_callbacks(attribute="callbacks")
+    else CALL
+)
+
+
 class _PromptWaiter(Waiter):
     """A waiter that the reactor's result resumes right inside its callback, even when other
     green threads are runnable (a plain Waiter then queues behind them: FIFO fairness)."""
 
     __slots__ = ()
 
-    def on_result(self, result: Any) -> Any:
-        if self.active and not isinstance(result, Failure):
+    def on_value(self, result: Any) -> Any:
+        if self.active:
             hub = self.hub
             if getcurrent() is hub.greenlet:
                 self.active = False
                 self.value = result
                 hub.switch_to(self.greenlet, self)
                 return result
-        return Waiter.on_result(self, result)
+        return Waiter.on_value(self, result)
 
 
 def block_on_promptly(awaitable: Any, timeout: float | None = None) -> Any:
@@ -174,7 +223,7 @@ def _block(
         _mark_handled(d, result)
         raise exception_of(result)
     waiter = waiter_class(hub, cur)
-    d.addBoth(waiter.on_result)
+    d.addCallbacks(waiter.on_value, waiter.on_failure)
     return _wait(hub, waiter, d, timeout)
 
 
@@ -197,7 +246,7 @@ def _finish_wait(d: Deferred[Any], outcome: Callable[[Waiter, Any], Any], *args:
         _abandon(d)
         raise
     if isinstance(result, Failure):
-        # Resumed after the callback chain finished (see Waiter.on_result): if the failure
+        # Resumed after the callback chain finished (see Waiter.on_failure): if the failure
         # is still the Deferred's result, the raise below is its handling.
         if d.called and not d.paused and d.result is result:
             _mark_handled(d, result)

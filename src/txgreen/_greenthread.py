@@ -104,9 +104,9 @@ class GreenThread(_greenlet, Generic[T]):
     the spawner's.
     """
 
-    # Slots keep a thread's own fields out of a per-instance dict (464 bytes for these 13
-    # names; _mailbox, made on first use by txgreen._mailbox, is one more pointer); greenlet's
-    # __dict__ stays available for attributes that callers add.
+    # Slots keep a thread's own fields out of a per-instance dict (one pointer each, where a
+    # dict of these names would take several hundred bytes per thread); greenlet's __dict__
+    # stays available for attributes that callers add.
     __slots__ = (
         "_args",
         "_done",
@@ -118,6 +118,7 @@ class GreenThread(_greenlet, Generic[T]):
         "_mailbox",
         "_reporter",
         "_spare",
+        "_spare_callbacks",
         "_start_call",
         "_started",
         "_value",
@@ -157,6 +158,7 @@ class GreenThread(_greenlet, Generic[T]):
         self._waiter: Waiter | None = None
         # A finished waiter that block_on's lean path may reuse (see txgreen._block).
         self._spare: Waiter | None = None
+        self._spare_callbacks: Any = None  # its Deferred callbacks (Waiter.callbacks)
 
     def __repr__(self) -> str:
         if self._done:
@@ -202,7 +204,8 @@ class GreenThread(_greenlet, Generic[T]):
 
     def _finish(self, value: Any, exc: BaseException | None) -> None:
         self._done = True
-        self._spare = self._waiter = None  # (they refer back to this thread)
+        # (they refer back to this thread)
+        self._spare = self._waiter = self._spare_callbacks = None
         self._mailbox = None  # messages to a thread that has ended are dropped (Erlang's rule)
         hub = self.hub
         hub.threads.pop(self, None)

@@ -64,6 +64,11 @@ class _HubExit:
 HUB_EXIT: Final = _HubExit()
 
 
+# The keyword arguments of Waiter.callbacks (none), one dict shared by all: Deferreds only
+# unpack it.
+_NO_KEYWORDS: Final[dict[str, Any]] = {}
+
+
 class Waiter:
     """One wait of one greenlet: resumed once, with a value or an exception.
 
@@ -127,16 +132,9 @@ class Waiter:
         self.exc = exc
         return True
 
-    def on_result(self, result: Any) -> Any:
-        """Deferred callback: resume with the result and pass it on unchanged.
-
-        A failure resumes through the ready queue, so the waiting greenlet runs after the
-        Deferred's callback chain has finished and can mark the failure handled.
-        """
+    def on_value(self, result: Any) -> Any:
+        """Deferred callback: resume with the result and pass it on unchanged."""
         if self.active:
-            if isinstance(result, Failure):
-                self.resume_later(result)
-                return result
             # resume(result), inlined: this is half of every block_on round trip.  (``exc``
             # is None: set so by __init__, and a waiter that failed is never reused.)
             self.active = False
@@ -157,6 +155,30 @@ class Waiter:
             else:
                 hub.schedule(hub.switch_waiter, self)
         return result
+
+    def on_failure(self, failure: Failure) -> Failure:
+        """Deferred errback: resume with ``failure`` as the value, marked by ``exc`` being
+        :data:`DEFERRED_FAILED`, and pass it on unchanged.
+
+        It resumes through the ready queue, so the waiting greenlet runs after the Deferred's
+        callback chain has finished and can mark the failure handled.
+        """
+        self.resume_later(failure, DEFERRED_FAILED)
+        return failure
+
+    def callbacks(self) -> tuple[tuple[Any, tuple[()], dict[str, Any]], ...]:
+        """What ``d.addCallbacks(self.on_value, self.on_failure)`` appends to a Deferred's list
+        of callbacks: block_on's lean path appends it itself (see txgreen._block)."""
+        return (self.on_value, (), _NO_KEYWORDS), (self.on_failure, (), _NO_KEYWORDS)
+
+
+class _DeferredFailed(BaseException):
+    """The type of :data:`DEFERRED_FAILED` (never raised)."""
+
+
+# The ``exc`` of a waiter that a Deferred's failure resumed: a mark, never raised.  The
+# Failure is the waiter's value; :meth:`Hub.outcome` returns it, for block_on to raise.
+DEFERRED_FAILED: Final = _DeferredFailed()
 
 
 # What a timed wait returns when its own ``timeout`` passed (see :func:`wait_timed`).
@@ -444,7 +466,7 @@ class Hub:
                 "txgreen primitives"
             )
         exc = waiter.exc
-        if exc is not None:
+        if exc is not None and exc is not DEFERRED_FAILED:
             raise exc
         return waiter.value
 
