@@ -25,6 +25,15 @@ g, h and m run in the main green thread; c, d, f and r are Deferred-driven loops
 green thread starts and waits for once (one extra round trip per loop of thousands of
 iterations).
 
+``--instructions`` counts instead of timing: each of a, b, c, f and m runs in child processes
+under valgrind's callgrind, once with a short loop and once with a long one, and the difference
+of the instructions executed, divided by the difference of the iterations, is the count per
+iteration.  Counts do not move with the machine's load, as times do (by 5-30 % on a shared VM),
+so they show what a change to txgreen's own code saves; but a greenlet switch costs more time
+per instruction than ordinary code (it swaps stacks), so the time ratios of round trips with
+greenlets (b, m) are higher than their instruction ratios.  Needs ``valgrind`` (``make services``
+installs it); about a minute.
+
 pytest-twisted's ``blockon`` needs the reactor to run in pytest-twisted's own greenlet and must
 be called from another greenlet, so e. runs in a child process set up the way pytest-twisted
 sets itself up: the same reactor type is installed, ``pytest_twisted._instances.reactor`` is set
@@ -42,6 +51,8 @@ import importlib
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -402,6 +413,92 @@ def run_child(reactor_name: str, sizes: Sizes) -> dict[str, Any]:
     return data
 
 
+# -- instruction counts (callgrind) ----------------------------------------------------------
+
+COUNTED = ("a", "b", "c", "f", "m")
+SMOKE_COUNTED = ("b", "c")  # (each callgrind run takes some 15 s, mostly Python's start-up)
+# Iterations of the short and the long loop per counted benchmark: (fast, trip), full and smoke.
+COUNT_LOOPS = {False: ((20_000, 100_000), (1_000, 5_000)), True: ((1_000, 5_000), (100, 500))}
+COLLECTED = re.compile(r"^==\d+== Collected : (\d+)$", re.MULTILINE)
+
+
+def child_count(reactor_name: str, key: str, n: int) -> None:
+    """Run benchmark ``key`` once untimed (200 iterations), then ``n`` times (under callgrind)."""
+    install_reactor(reactor_name)
+    import txgreen
+
+    bench = {b.key: b for b in MAIN_BENCHES}[key]
+
+    def body() -> None:
+        bench.fn(200)
+        if n:
+            bench.fn(n)
+
+    txgreen.run(body)
+
+
+def count_instructions(reactor_name: str, key: str, n: int) -> int:
+    """Instructions callgrind counts for a child process running ``child_count(key, n)``."""
+    cmd = [
+        *("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"),
+        *(sys.executable, os.path.abspath(__file__), "--reactor", reactor_name),
+        *("--child", "count", "--count", f"{key}:{n}"),
+    ]
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts in every run
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
+    found = COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or found is None:
+        raise RuntimeError(
+            f"callgrind run of {key}. failed (exit {proc.returncode}):\n{proc.stderr}"
+        )
+    return int(found.group(1))
+
+
+def measure_instructions(reactor_name: str, smoke: bool) -> dict[str, float]:
+    """Instructions per iteration of each COUNTED benchmark (two processes at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast, trip = COUNT_LOOPS[smoke]
+    fast_keys = {b.key for b in MAIN_BENCHES if b.fast}
+    keys = SMOKE_COUNTED if smoke else COUNTED
+    jobs = [(k, n) for k in keys for n in (fast if k in fast_keys else trip)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(lambda job: count_instructions(reactor_name, *job), jobs))
+    per: dict[str, float] = {}
+    for i, key in enumerate(keys):
+        short, long_ = counts[2 * i], counts[2 * i + 1]
+        n_short, n_long = jobs[2 * i][1], jobs[2 * i + 1][1]
+        per[key] = (long_ - short) / (n_long - n_short)
+    return per
+
+
+def report_instructions(
+    header: list[str], labels: dict[str, str], per: dict[str, float], smoke: bool
+) -> list[str]:
+    lines = [
+        "txgreen core benchmarks: instructions per iteration (callgrind)"
+        + (" (smoke run: short loops)" if smoke else "")
+    ]
+    lines += header
+    lines.append("")
+    width = max(len(labels[k]) for k in per)
+    for key in COUNTED:
+        if key in per:
+            lines.append(f"  {key + '.':<3} {labels[key]:<{width}}  {per[key]:9,.0f}")
+    lines.append("")
+    lines.append("ratios of instructions (the targets are on time: see the module's docstring):")
+    ratios = [
+        (name, num, den, what, f"(time: <= {limit:.2f})") for name, num, den, what, limit in TARGETS
+    ]
+    ratios.append(("bookkeeping", "b", "m", "block_on (b) / bare greenlet round trip (m)", ""))
+    ratios.append(("greenlets", "m", "c", "bare greenlet (m) / async def await (c)", ""))
+    for name, num, den, what, note in ratios:
+        if num in per and den in per:
+            ratio = per[num] / per[den]
+            lines.append(f"  {name + ':':<17} {what:<43} = {ratio:6.3f}  {note}".rstrip())
+    return lines
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -485,7 +582,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fail-on-miss", action="store_true", help="exit with status 1 if a target is missed"
     )
-    parser.add_argument("--child", choices=("pytest-twisted",), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per iteration of a, b, c, f, m with callgrind instead of timing",
+    )
+    parser.add_argument("--child", choices=("pytest-twisted", "count"), help=argparse.SUPPRESS)
+    parser.add_argument("--count", default=None, help=argparse.SUPPRESS)  # KEY:N, for --child
     args = parser.parse_args(argv)
 
     def pick(given: int | None, smoke: int, full: int) -> int:
@@ -501,8 +604,28 @@ def main(argv: list[str] | None = None) -> int:
     if min(sizes.fast, sizes.trip, sizes.repeats) < 1:
         parser.error("loop sizes and repeats must be >= 1")
 
+    if args.child == "count":
+        key, n = args.count.split(":")
+        child_count(args.reactor, key, int(n))
+        return 0
     if args.child:
         json.dump(child_pytest_twisted(args.reactor, sizes), sys.stdout)
+        return 0
+    labels = {b.key: b.label for b in MAIN_BENCHES + CHILD_BENCHES}
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print(
+                "bench_core.py --instructions needs valgrind: run `make services` (it installs "
+                "it with apt-get), or install it yourself (Debian/Ubuntu: apt-get install "
+                "valgrind)",
+                file=sys.stderr,
+            )
+            return 2
+        per = measure_instructions(args.reactor, args.smoke)
+        reactor = install_reactor(args.reactor)
+        print(
+            "\n".join(report_instructions(versions(args.reactor, reactor), labels, per, args.smoke))
+        )
         return 0
 
     # The child runs first, so that it does not compete with this process for the CPU.
@@ -518,7 +641,6 @@ def main(argv: list[str] | None = None) -> int:
 
     samples = txgreen.run(measure, MAIN_BENCHES, sizes, runner)
     samples.update(child["samples"])
-    labels = {b.key: b.label for b in MAIN_BENCHES + CHILD_BENCHES}
     lines = report(versions(args.reactor, reactor), sizes, labels, samples, args.smoke)
     print("\n".join(lines))
     missed = any(target_ratio(samples, num, den) > limit for _, num, den, _, limit in TARGETS)

@@ -159,3 +159,46 @@ def test_bench_rejects_unknown_reactor() -> None:
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "argument --reactor: invalid choice: 'nope'" in proc.stderr
+
+
+COUNT_ROW = re.compile(r"^  ([bc])\.  (.+?) +(\d{1,3}(?:,\d{3})+)$")
+
+
+def test_bench_instructions_smoke() -> None:
+    # Needs valgrind (make services installs it; the test says so when it is missing).
+    proc = run_program("benchmarks/bench_core.py", "--instructions", "--smoke")
+    assert "needs valgrind" not in proc.stderr, proc.stderr
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        "txgreen core benchmarks: instructions per iteration (callgrind) (smoke run: short loops)"
+    )
+    assert lines[3] == ""
+    rows = [COUNT_ROW.match(line) for line in lines[4:6]]
+    assert all(rows), lines[4:6]
+    counts = {m[1]: int(m[3].replace(",", "")) for m in rows if m}
+    # A round trip runs a reactor iteration, a Deferred's callbacks and two switches (or a
+    # coroutine's send): tens of thousands of instructions, and about as many either way.
+    assert 20_000 < counts["c"] < 200_000
+    assert 0.8 < counts["b"] / counts["c"] < 1.3
+    assert lines[6:8] == [
+        "",
+        "ratios of instructions (the targets are on time: see the module's docstring):",
+    ]
+    ratio = re.fullmatch(
+        r"  round trip: +block_on \(b\) / async def await \(c\) += +(\d\.\d{3})"
+        r"  \(time: <= 1\.05\)",
+        lines[8],
+    )
+    assert ratio is not None, lines[8]
+    assert float(ratio[1]) == pytest.approx(counts["b"] / counts["c"], abs=0.001)
+    assert len(lines) == 9
+
+
+def test_bench_instructions_without_valgrind_says_how_to_install_it() -> None:
+    proc = run_program("benchmarks/bench_core.py", "--instructions", bare_path=True)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "needs valgrind" in proc.stderr
+    assert "make services" in proc.stderr
+    assert "apt-get install valgrind" in proc.stderr
