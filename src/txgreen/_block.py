@@ -88,7 +88,15 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
     """
     cur = getcurrent()
     if cur.__class__ is GreenThread and awaitable.__class__ is Deferred:
-        if not awaitable.called:
+        if awaitable.called:
+            if not awaitable.paused and not awaitable._runningCallbacks:
+                # Fired, not waiting on another Deferred, and its callback chain not in the
+                # middle of running (a green thread resumed from inside that chain may have
+                # added callbacks that have not run yet, so d.result is not final): no switch.
+                result = awaitable.result
+                if not isinstance(result, Failure):
+                    return result
+        else:
             hub = cur.hub
             if timeout is None and not hub._pending and hub.state is not STOPPED:
                 # The common wait, kept lean: Hub.wait inlined, with no timer, nothing to
@@ -100,12 +108,11 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
                     cur._spare_callbacks = waiter.callbacks()
                 else:
                     waiter.active = True
-                how = _APPEND_CALLBACKS
-                if how == PRIVATE_LIST:
+                if _APPEND_CALLBACKS == PRIVATE_LIST:
                     # d.addCallbacks(waiter.on_value, waiter.on_failure), without its call
                     # and the tuples it builds each time (see _can_append_callbacks).
                     awaitable._callbacks.append(cur._spare_callbacks)
-                elif how == PUBLIC_LIST:
+                elif _APPEND_CALLBACKS == PUBLIC_LIST:
                     awaitable.callbacks.append(cur._spare_callbacks)  # type: ignore[attr-defined]
                 else:
                     awaitable.addCallbacks(waiter.on_value, waiter.on_failure)
@@ -125,13 +132,6 @@ def block_on(awaitable: Any, timeout: float | None = None) -> Any:
                 # Anything else (a kill, a timeout, a failure) may still hold the waiter.
                 cur._spare = cur._spare_callbacks = None
                 return _finish_wait(awaitable, hub.outcome, waiter, got)
-        elif not awaitable.paused and not awaitable._runningCallbacks:
-            # Fired, not waiting on another Deferred, and its callback chain not in the middle
-            # of running (a green thread resumed from inside that chain may have added
-            # callbacks that have not run yet, so d.result is not final): no switch at all.
-            result = awaitable.result
-            if not isinstance(result, Failure):
-                return result
     return _block(cur, awaitable, timeout)
 
 
