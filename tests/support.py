@@ -255,6 +255,16 @@ def run_program(*args: str, bare_path: bool = False) -> subprocess.CompletedProc
     )
 
 
+def check_says_how_to_install(program: str, args: list[str], tool: str) -> None:
+    """Run benchmark ``program`` with ``args`` on a PATH without ``tool``: it must exit with
+    status 2, print nothing, and say on stderr that it needs the tool and how to install it."""
+    proc = run_program(program, *args, bare_path=True)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert f"needs {tool}" in proc.stderr
+    assert f"apt-get install {tool}" in proc.stderr
+
+
 def ns(value: str, unit: str) -> float:
     """A figure a benchmark printed, ``value`` in ``unit`` (ns or µs), in nanoseconds."""
     return float(value) * (1000 if unit == "µs" else 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from support import PROGRAM_TEST_MARKS, run_program
+from support import PROGRAM_TEST_MARKS, check_says_how_to_install, run_program
 
 # The program starts its own servers and wrk (each in a process of its own).
 pytestmark = PROGRAM_TEST_MARKS
@@ -94,8 +94,4 @@ def test_smoke_report_has_every_server_and_the_targets() -> None:
 
 
 def test_without_wrk_it_says_how_to_install_it() -> None:
-    proc = run_program("benchmarks/bench_wsgi_wrk.py", "--smoke", bare_path=True)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert "needs wrk" in proc.stderr
-    assert "apt-get install wrk" in proc.stderr
+    check_says_how_to_install("benchmarks/bench_wsgi_wrk.py", ["--smoke"], "wrk")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from support import PROGRAM_TEST_MARKS, bench_medians, run_program
+from support import PROGRAM_TEST_MARKS, bench_medians, check_says_how_to_install, run_program
 
 pytestmark = PROGRAM_TEST_MARKS
 
@@ -196,9 +196,4 @@ def test_bench_instructions_smoke() -> None:
 
 
 def test_bench_instructions_without_valgrind_says_how_to_install_it() -> None:
-    proc = run_program("benchmarks/bench_core.py", "--instructions", bare_path=True)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert "needs valgrind" in proc.stderr
-    assert "make services" in proc.stderr
-    assert "apt-get install valgrind" in proc.stderr
+    check_says_how_to_install("benchmarks/bench_core.py", ["--instructions"], "valgrind")
