@@ -100,6 +100,8 @@ HANGING = """
             _originals.original("time").sleep(60)
 
         def test_waits_forever(self):
+            never = txgreen.Event()
+            txgreen.spawn(lambda: never.wait())  # a helper that a wake-up never reaches
             txgreen.Event().wait()
 
         def test_ok(self):
@@ -122,5 +124,10 @@ def test_a_hanging_test_is_named_and_the_module_runs_on(tmp_path: Path) -> None:
         "hanging_module.T.test_waits_forever": "hung",
         "hanging_module.T.test_ok": "passed",
     }
-    assert "txgreen.Timeout" in run.results["hanging_module.T.test_waits_forever"]["detail"]
+    detail = run.results["hanging_module.T.test_waits_forever"]["detail"]
+    assert "txgreen.Timeout" in detail
+    # Where the test waited, and where the other green threads waited at that moment.
+    where, helper = detail.split("where the test waited:\n")[1].split("green thread <GreenThread")
+    assert "in test_waits_forever\n    txgreen.Event().wait()\n" in where
+    assert "in <lambda>\n    txgreen.spawn(lambda: never.wait())" in helper
     assert time.monotonic() - began < 30

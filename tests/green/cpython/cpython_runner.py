@@ -13,7 +13,9 @@ A watchdog OS thread bounds each test (``--deadline`` seconds).  A test that run
 recorded as ``hung``, every thread's stack goes to stderr, the results so far are written and
 the process exits with :data:`HUNG_STATUS`; the caller runs the module again with the tests
 already done skipped (``--skip``).  A test blocking the reactor's thread, or a green thread that
-never wakes, therefore shows up as a named failure, not as a hung run.
+never wakes, therefore shows up as a named failure, not as a hung run.  In a green run the
+reactor's deadline (a ``txgreen.Timeout``) comes first: the test's ``hung`` detail then holds
+where the test waited and where every other green thread waited at that moment.
 
 Outcomes: ``passed``, ``failed``, ``error``, ``skipped``, ``expected_failure``,
 ``unexpected_success``, ``hung``.  Errors of class and module fixtures are recorded under
@@ -81,6 +83,7 @@ class Recorder(unittest.TestResult):
         self.green = green  # the txgreen package when the tests run in a green thread
         self.greenlet: Any = None
         self.timeout: Any = None
+        self.hang_stacks = ""  # where the current test's green threads waited when it hung
         if green is not None:
             import greenlet
 
@@ -117,12 +120,16 @@ class Recorder(unittest.TestResult):
         if timeout is not None:
             timeout.cancel()
             if timeout.expired:
+                detail = (
+                    f"a green wait was still blocked after {timeout.seconds:g} s "
+                    "(txgreen.Timeout raised in it)"
+                )
+                if self.hang_stacks:
+                    print(self.hang_stacks, file=sys.stderr, flush=True)
+                    detail += "\n" + self.hang_stacks
                 with self.lock:
-                    self.outcomes[test.id()] = {
-                        "outcome": "hung",
-                        "detail": f"a green wait was still blocked after {timeout.seconds:g} s "
-                        "(txgreen.Timeout raised in it)",
-                    }
+                    self.outcomes[test.id()] = {"outcome": "hung", "detail": detail}
+        self.hang_stacks = ""
         super().stopTest(test)
         with self.lock:
             self.current = None
@@ -132,7 +139,22 @@ class Recorder(unittest.TestResult):
 
     def addError(self, test: unittest.TestCase, err: Any) -> None:
         super().addError(test, err)
+        if self.timeout is not None and err[1] is self.timeout and not self.hang_stacks:
+            self.hang_stacks = self._green_stacks(err)
         self._set(test, "error", _short(err))
+
+    def _green_stacks(self, err: _ExcInfo) -> str:
+        """Where the test waited when its deadline raised in it, and where every other green
+        thread waits at that moment (a hang is often a thread that a wake-up never reached)."""
+        parts = ["where the test waited:\n", *traceback.format_tb(err[2])]
+        others = [t for t in self.green.get_hub().threads if t is not self.greenlet]
+        for thread in others[:8]:
+            frame = getattr(thread, "gr_frame", None)
+            parts.append(f"green thread {thread!r}:\n")
+            parts.extend(traceback.format_stack(frame) if frame is not None else ["  (no frame)\n"])
+        if len(others) > 8:
+            parts.append(f"... and {len(others) - 8} more green threads\n")
+        return "".join(parts)[-6000:]
 
     def addFailure(self, test: unittest.TestCase, err: Any) -> None:
         super().addFailure(test, err)
