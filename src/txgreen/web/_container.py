@@ -319,7 +319,8 @@ def _connection_env(request: Any) -> _Environ:
         if len(_PLAIN_CLASSES) < _ENV_NAMES_MAX:
             _PLAIN_CLASSES[cls] = plain
     channel = request.channel
-    if plain and not request._forceSSL and channel is not None:
+    cacheable = plain and not request._forceSSL and channel is not None
+    if cacheable:
         cached: _Environ | None = getattr(channel, "_txgreen_env", None)
         if cached is not None:
             return cached.copy()
@@ -332,7 +333,7 @@ def _connection_env(request: Any) -> _Environ:
     if remote_port is not None:
         env["REMOTE_PORT"] = str(remote_port)
     env["wsgi.url_scheme"] = "https" if request.isSecure() else "http"
-    if plain and not request._forceSSL and channel is not None:
+    if cacheable:
         with contextlib.suppress(AttributeError):
             channel._txgreen_env = env.copy()
     return env
