@@ -10,6 +10,7 @@ with ``-m "not cpython_suite"`` for a quick local run; ``make test`` runs them.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import textwrap
 import time
@@ -126,6 +127,7 @@ def test_a_hanging_test_is_named_and_the_module_runs_on(tmp_path: Path) -> None:
     }
     detail = run.results["hanging_module.T.test_waits_forever"]["detail"]
     assert "txgreen.Timeout" in detail
+    assert re.search(r"OS threads: \d+ when the test started, \d+ at its end\n", detail), detail
     # Where the test waited, and where the other green threads waited at that moment.
     where, helper = detail.split("where the test waited:\n")[1].split("green thread <GreenThread")
     assert "in test_waits_forever\n    txgreen.Event().wait()\n" in where

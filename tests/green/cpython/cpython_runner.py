@@ -84,6 +84,7 @@ class Recorder(unittest.TestResult):
         self.greenlet: Any = None
         self.timeout: Any = None
         self.hang_stacks = ""  # where the current test's green threads waited when it hung
+        self.os_threads = 0  # _thread._count() when the current test started
         if green is not None:
             import greenlet
 
@@ -111,6 +112,7 @@ class Recorder(unittest.TestResult):
             self.current = test.id()
             self.started = time.monotonic()
         print(f"-- {test.id()}", file=sys.stderr, flush=True)
+        self.os_threads = _thread._count()
         if self.green is not None:
             # The reactor's own deadline: a green wait that never ends raises in the test.
             self.timeout = self.green.Timeout(self.deadline_for(test.id())).start()
@@ -122,7 +124,8 @@ class Recorder(unittest.TestResult):
             if timeout.expired:
                 detail = (
                     f"a green wait was still blocked after {timeout.seconds:g} s "
-                    "(txgreen.Timeout raised in it)"
+                    f"(txgreen.Timeout raised in it); OS threads: {self.os_threads} when the "
+                    f"test started, {_thread._count()} at its end"
                 )
                 if self.hang_stacks:
                     print(self.hang_stacks, file=sys.stderr, flush=True)
@@ -264,6 +267,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(greenlet.getcurrent(), txgreen.GreenThread):
             green = txgreen
+    if green is not None:
+        # The green resolver's thread pool starts its workers when lookups need them and
+        # keeps them. A test during which it grew would end with more OS threads than it
+        # began with, and CPython's threading_helper.wait_threads_exit (the cleanup of every
+        # ThreadableTest) then waits 30 s for them to go: start them all now.
+        from txgreen.green import socket as green_socket
+
+        resolver = green_socket._pool(green.get_hub())
+        resolver.adjustPoolsize(minthreads=resolver.max)
     recorder = Recorder(args.deadline, green)
     began = time.monotonic()
 
