@@ -158,7 +158,9 @@ class GreenThread(_greenlet, Generic[T]):
         self._waiter: Waiter | None = None
         # A finished waiter that block_on's lean path may reuse (see txgreen._block).
         self._spare: Waiter | None = None
-        self._spare_callbacks: Any = None  # its Deferred callbacks (Waiter.callbacks)
+        # Its Deferred callback pair (Waiter.callbacks), kept here rather than on the waiter:
+        # the pair's bound methods refer to the waiter, and the thread drops both when it ends.
+        self._spare_callbacks: Any = None
 
     def __repr__(self) -> str:
         if self._done:
